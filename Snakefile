@@ -1,0 +1,29 @@
+# matteralign: alignment of the internal representations of matter across foundation models.
+# The workflow is a thin layer over the `matteralign` package: every rule calls its CLI.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/envs.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/plots.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,5 @@
+import sys
+
+from matteralign.cli import main
+
+sys.exit(main())

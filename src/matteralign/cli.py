@@ -1,0 +1,185 @@
+"""``matteralign`` command line: the thin layer the workflow rules call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from matteralign.models import registered_models
+
+    rows = []
+    for name, cls in sorted(registered_models().items()):
+        site = sorted(Path(args.envs, cls.family).glob("lib/python*/site-packages"))
+        rows.append([name, cls.family, cls.modality, cls.layer, cls.weights_name,
+                     "yes" if cls.weights_available(site) else "no", cls.license])
+    print(_table(rows, ["model", "family", "modality", "embedding layer", "weights",
+                        "weights here", "license"]))
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from matteralign.datasets import registered_datasets
+
+    rows = []
+    for name, cls in sorted(registered_datasets().items()):
+        ok, where = cls().available() if not args.quick else (True, "")
+        rows.append([name, cls.kind, ",".join(cls.modalities), where if ok else "no",
+                     ("stand-in: " if cls.standin else "") + cls.source])
+    print(_table(rows, ["dataset", "kind", "modalities", "size", "source"]))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from matteralign.config import load_config, study_grid
+
+    config = load_config(args.config, check_sizes=not args.quick)
+    for dataset, models in study_grid(config).items():
+        print(f"{dataset} (n={config['datasets'][dataset]['n']}): {', '.join(models)}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from matteralign.datasets.prepare import prepare_dataset
+
+    prepare_dataset(args.dataset, args.n, args.seed, args.out, json.loads(args.options))
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from matteralign.embed import embed_dataset
+
+    result = embed_dataset(args.model, args.structures, args.out, weights=args.weights,
+                           device=args.device, batch_size=args.batch_size)
+    print(f"{args.model}: {int(result.valid.sum())}/{len(result.ids)} structures embedded, "
+          f"dim {result.embeddings.shape[1]}, weights {result.attrs['weights']}")
+    return 0
+
+
+def cmd_env_build(args: argparse.Namespace) -> int:
+    from matteralign.envs import build_env
+
+    build_env(args.env_file, args.prefix)
+    return 0
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from matteralign.analysis.align import align_dataset
+
+    outputs = dict(item.split("=", 1) for item in args.out)
+    written = align_dataset(args.embeddings, outputs, k=args.k, preprocessing=args.preprocessing,
+                            bootstrap=args.bootstrap, permutations=args.permutations,
+                            seed=args.seed, device=args.device)
+    for metric, result in written.items():
+        print(f"{metric}: {len(result.models)} models, n_used={result.attrs['n_used']}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from matteralign.plots.alignment import plot_metric
+
+    plot_metric(args.metric_file, args.out, cluster=not args.no_cluster)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from matteralign.analysis.summary import write_summary
+
+    missing = [p for p in [*args.embeddings, *args.metrics] if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"missing inputs: {missing}")
+    rows = write_summary(args.embeddings, args.out)
+    print(f"summary of {len(rows)} embedding files -> {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="matteralign", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list registered models")
+    p.add_argument("--envs", default=".envs", help="folder of the local family environments")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("datasets", help="list registered datasets with size and source")
+    p.add_argument("--quick", action="store_true", help="do not load data to count it")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("check-config", help="validate a study configuration")
+    p.add_argument("config")
+    p.add_argument("--quick", action="store_true", help="skip dataset size checks")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("prepare", help="subsample a dataset into a structures file")
+    p.add_argument("dataset")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--options", default="{}", help="dataset options as JSON")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("embed", help="embed a structures file with one model")
+    p.add_argument("model")
+    p.add_argument("--structures", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--weights", default=None, help="checkpoint path or random-init")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("env", help="model-family environments")
+    env_sub = p.add_subparsers(dest="env_command", required=True)
+    b = env_sub.add_parser("build", help="build a venv from a conda env file's pip section")
+    b.add_argument("env_file")
+    b.add_argument("--prefix", required=True)
+    b.set_defaults(func=cmd_env_build)
+
+    p = sub.add_parser("align", help="all metrics over all models of one dataset")
+    p.add_argument("--embeddings", nargs="+", required=True)
+    p.add_argument("--out", nargs="+", required=True, metavar="METRIC=PATH")
+    p.add_argument("--k", type=int, default=25)
+    p.add_argument("--preprocessing", default="l2")
+    p.add_argument("--bootstrap", type=int, default=0)
+    p.add_argument("--permutations", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("plot", help="figure of one metric file")
+    p.add_argument("metric_file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-cluster", action="store_true")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("summary", help="provenance table of the embedding files")
+    p.add_argument("--embeddings", nargs="+", required=True)
+    p.add_argument("--metrics", nargs="*", default=[])
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from matteralign.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"matteralign {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

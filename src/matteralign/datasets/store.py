@@ -1,0 +1,117 @@
+"""The prepared-structures file, results/{dataset}/structures.h5.
+
+It is written once by the data rule in the driver environment and read by every embedding job,
+so model environments never need the dataset's own packages (qm9pack, core-mof, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import h5py
+import numpy as np
+
+from matteralign.io import atomic_h5, read_attrs, read_strings, set_attrs, sha256_arrays, strings
+from matteralign.records import Record
+
+
+def _columns(records: Sequence[Record]) -> dict[str, np.ndarray]:
+    n_atoms = np.array([len(r.atoms) if r.atoms is not None else 0 for r in records], np.int64)
+    numbers, positions = [], []
+    cells = np.zeros((len(records), 3, 3))
+    pbc = np.zeros((len(records), 3), bool)
+    charge = np.zeros(len(records))
+    spin = np.full(len(records), np.nan)
+    for i, record in enumerate(records):
+        if record.atoms is None:
+            continue
+        numbers.append(record.atoms.numbers)
+        positions.append(record.atoms.positions)
+        cells[i] = record.atoms.cell.array
+        pbc[i] = record.atoms.pbc
+        charge[i] = record.atoms.info.get("charge", 0.0)
+        spin[i] = record.atoms.info.get("spin", np.nan)
+    return {
+        "ids": np.array([r.id for r in records], dtype=object),
+        "n_atoms": n_atoms,
+        "numbers": np.concatenate(numbers).astype(np.int64) if numbers else np.zeros(0, np.int64),
+        "positions": np.concatenate(positions) if positions else np.zeros((0, 3)),
+        "cells": cells,
+        "pbc": pbc,
+        "charge": charge,
+        "spin": spin,
+        "smiles": np.array([r.smiles or "" for r in records], dtype=object),
+        "sequence": np.array([r.sequence or "" for r in records], dtype=object),
+        "text": np.array([r.text for r in records], dtype=object),
+    }
+
+
+def write_structures(
+    path: str | os.PathLike[str], records: Sequence[Record], attrs: Mapping[str, Any]
+) -> str:
+    """Write records; return the dataset hash (content of every column and property)."""
+    columns = _columns(records)
+    names = sorted({key for r in records for key in r.properties})
+    props = {
+        key: np.array([r.properties.get(key, np.nan) for r in records], np.float64)
+        for key in names
+    }
+    digest = sha256_arrays(*columns.values(), *(props[k] for k in names), np.array(names, object))
+    with atomic_h5(path) as handle:
+        for key, column in columns.items():
+            data = strings(list(column)) if column.dtype == object else column
+            handle.create_dataset(key, data=data)
+        group = handle.create_group("properties")
+        for key, values in props.items():
+            group.create_dataset(key, data=values)
+        set_attrs(handle, {**attrs, "n": len(records), "dataset_sha256": digest})
+    return digest
+
+
+def read_structure_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
+    with h5py.File(path, "r") as handle:
+        return read_attrs(handle)
+
+
+def read_structures(path: str | os.PathLike[str]) -> list[Record]:
+    from ase import Atoms
+
+    with h5py.File(path, "r") as handle:
+        ids = read_strings(handle["ids"])
+        n_atoms = handle["n_atoms"][()]
+        numbers, positions = handle["numbers"][()], handle["positions"][()]
+        cells, pbc = handle["cells"][()], handle["pbc"][()]
+        charge, spin = handle["charge"][()], handle["spin"][()]
+        smiles = read_strings(handle["smiles"])
+        sequence = read_strings(handle["sequence"])
+        text = read_strings(handle["text"])
+        props = {key: handle["properties"][key][()] for key in handle["properties"]}
+    offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+    records = []
+    for i, record_id in enumerate(ids):
+        atoms = None
+        if n_atoms[i] > 0:
+            lo, hi = offsets[i], offsets[i + 1]
+            atoms = Atoms(numbers=numbers[lo:hi], positions=positions[lo:hi], cell=cells[i],
+                          pbc=pbc[i])
+            atoms.info["charge"] = float(charge[i])
+            if not np.isnan(spin[i]):
+                atoms.info["spin"] = float(spin[i])
+        records.append(
+            Record(
+                id=record_id,
+                atoms=atoms,
+                smiles=smiles[i] or None,
+                sequence=sequence[i] or None,
+                text=text[i],
+                properties={k: float(v[i]) for k, v in props.items() if not np.isnan(v[i])},
+            )
+        )
+    return records
+
+
+def properties_json(description: Mapping[str, str]) -> str:
+    return json.dumps(dict(description), sort_keys=True)

@@ -1,0 +1,25 @@
+"""Alignment metrics between embeddings of the same N structures (matteralign issue 4).
+
+Pure functions on numpy arrays or torch tensors; results are float64.  See
+docs/metrics.md for definitions, references, the tie rule and the precision strategy.
+"""
+
+from .distance import dcor
+from .intrinsic_dim import twonn_id
+from .kernel import cka, cknna, mutual_knn
+from .neighbours import information_imbalance
+from .pairwise import ALIASES, METRIC_INFO, PAIRWISE_METRICS, PER_MODEL_METRICS, pairwise
+
+__all__ = [
+    "ALIASES",
+    "METRIC_INFO",
+    "PAIRWISE_METRICS",
+    "PER_MODEL_METRICS",
+    "cka",
+    "cknna",
+    "dcor",
+    "information_imbalance",
+    "mutual_knn",
+    "pairwise",
+    "twonn_id",
+]

@@ -1,0 +1,320 @@
+"""All pairs of models for all metrics in one streamed pass, plus bootstrap and permutation.
+
+Every model's kNN lists, nearest neighbours and distance moments are computed once (one
+pass over row blocks, see ``_engine``) and shared by all pairs and metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._backend import Array, Backend, backend_for
+from ._engine import Needs, run_engine
+from .distance import dcor_from_dcov, dcov_matrix
+from .intrinsic_dim import twonn_from_distances
+from .kernel import (
+    CkaStats,
+    cka_from_hsic,
+    cknna_from_lists,
+    hsic_feature,
+    mutual_knn_from_lists,
+    self_hsic,
+)
+from .neighbours import ii_matrix
+
+PAIRWISE_METRICS: tuple[str, ...] = (
+    "cknna",
+    "mutual_knn",
+    "cka",
+    "dcor",
+    "information_imbalance",
+)
+PER_MODEL_METRICS: tuple[str, ...] = ("intrinsic_dim",)
+
+#: caption material for plots/reports.  ``higher_is_aligned`` says which direction means
+#: "more similar" (False for the information imbalance, where 0 = fully informative).
+METRIC_INFO: dict[str, dict[str, Any]] = {
+    "cknna": {
+        "description": "CKNNA: CKA restricted to mutual k-nearest neighbours (Huh et al. 2024)",
+        # kNN masks are asymmetric, so CKNNA(X,Y) != CKNNA(Y,X) in the last digits
+        "symmetric": False,
+        "higher_is_aligned": True,
+        "range": (-1.0, 1.0),
+    },
+    "mutual_knn": {
+        "description": "Mutual k-NN: mean fraction of shared k nearest neighbours",
+        "symmetric": True,
+        "higher_is_aligned": True,
+        "range": (0.0, 1.0),
+    },
+    "cka": {
+        "description": "Linear CKA (Kornblith et al. 2019)",
+        "symmetric": True,
+        "higher_is_aligned": True,
+        "range": (0.0, 1.0),
+    },
+    "dcor": {
+        "description": "Distance correlation, Euclidean (Székely et al. 2007)",
+        "symmetric": True,
+        "higher_is_aligned": True,
+        "range": (0.0, 1.0),
+    },
+    "information_imbalance": {
+        "description": "Information imbalance Δ(row → column) (Glielmo et al. 2022); "
+        "0 = row model predicts column model's neighbours, 1 = no information",
+        "symmetric": False,
+        "higher_is_aligned": False,
+        "range": (0.0, 2.0),
+    },
+    "intrinsic_dim": {
+        "description": "TwoNN intrinsic dimension (Facco et al. 2017)",
+        "symmetric": True,  # per-model: no direction
+        "higher_is_aligned": None,
+        "range": (0.0, float("inf")),
+    },
+}
+
+ALIASES = {
+    "ii": "information_imbalance",
+    "mknn": "mutual_knn",
+    "twonn": "intrinsic_dim",
+    "twonn_id": "intrinsic_dim",
+    "id": "intrinsic_dim",
+}
+
+
+def _canonical(metrics: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for name in metrics:
+        canon = ALIASES.get(name, name)
+        if canon not in METRIC_INFO:
+            raise ValueError(f"unknown metric {name!r}; known: {sorted(METRIC_INFO)}")
+        if canon not in out:
+            out.append(canon)
+    return out
+
+
+def _compute(
+    be: Backend,
+    data: list[Array],
+    metrics: Sequence[str],
+    k: int,
+    opts: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    m_models = len(data)
+    n = int(data[0].shape[0])
+    needs = Needs(
+        knn="cknna" in metrics or "mutual_knn" in metrics,
+        nn="information_imbalance" in metrics or "intrinsic_dim" in metrics,
+        ii="information_imbalance" in metrics,
+        dcor="dcor" in metrics,
+    )
+    if ("cknna" in metrics or opts["cka_unbiased"] or opts["dcor_unbiased"]) and n < 4:
+        raise ValueError("these metrics need N >= 4")
+    out: dict[str, np.ndarray] = {}
+    if needs.knn or needs.nn or needs.dcor:
+        res = run_engine(
+            be,
+            data,
+            needs,
+            k=k,
+            block_size=opts["block_size"],
+            memory_budget=opts["memory_budget"],
+        )
+        if "cknna" in metrics:
+            keys, vals = res.knn_keys, res.knn_vals
+            selfs = [self_hsic(be, n, keys[i], vals[i]) for i in range(m_models)]
+            mat = np.eye(m_models)
+            for i in range(m_models):
+                mat[i, i] = cknna_from_lists(
+                    be,
+                    n,
+                    keys[i],
+                    vals[i],
+                    keys[i],
+                    vals[i],
+                    selfs[i],
+                    selfs[i],
+                    opts["cknna_eps"],
+                )[0]
+                for j in range(i + 1, m_models):
+                    # one intersection gives both orientations (CKNNA is not symmetric)
+                    mat[i, j], mat[j, i] = cknna_from_lists(
+                        be,
+                        n,
+                        keys[i],
+                        vals[i],
+                        keys[j],
+                        vals[j],
+                        selfs[i],
+                        selfs[j],
+                        opts["cknna_eps"],
+                    )
+            out["cknna"] = mat
+        if "mutual_knn" in metrics:
+            mat = np.ones((m_models, m_models))
+            for i in range(m_models):
+                for j in range(i + 1, m_models):
+                    mat[i, j] = mat[j, i] = mutual_knn_from_lists(
+                        be, n, k, res.knn_keys[i], res.knn_keys[j]
+                    )
+            out["mutual_knn"] = mat
+        if "dcor" in metrics:
+            out["dcor"] = dcor_from_dcov(
+                dcov_matrix(res, opts["dcor_unbiased"]), opts["dcor_unbiased"]
+            )
+        if "information_imbalance" in metrics:
+            out["information_imbalance"] = ii_matrix(res)
+        if "intrinsic_dim" in metrics:
+            out["intrinsic_dim"] = np.array(
+                [
+                    twonn_from_distances(r, opts["twonn_estimator"], opts["twonn_discard"])
+                    for r in res.r12
+                ]
+            )
+    if "cka" in metrics:
+        stats = [CkaStats(be, x) for x in data]
+        unb = opts["cka_unbiased"]
+        selfs_c = [hsic_feature(s, s, unb) for s in stats]
+        mat = np.eye(m_models)
+        for i in range(m_models):
+            mat[i, i] = cka_from_hsic(selfs_c[i], selfs_c[i], selfs_c[i])
+            for j in range(i + 1, m_models):
+                mat[i, j] = mat[j, i] = cka_from_hsic(
+                    hsic_feature(stats[i], stats[j], unb), selfs_c[i], selfs_c[j]
+                )
+        out["cka"] = mat
+    return out
+
+
+def pairwise(
+    embeddings: Mapping[str, Array],
+    metrics: Iterable[str] = PAIRWISE_METRICS + PER_MODEL_METRICS,
+    k: int = 25,
+    device: str | None = None,
+    *,
+    cka_unbiased: bool = False,
+    dcor_unbiased: bool = False,
+    cknna_eps: float = 0.0,
+    twonn_estimator: str = "mle",
+    twonn_discard: float = 0.1,
+    bootstrap: int = 0,
+    permutations: int = 0,
+    ci: float = 0.95,
+    seed: int = 0,
+    block_size: int | None = None,
+    memory_budget: int | None = None,
+) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """All metrics for all pairs of models, each model's statistics computed once.
+
+    Parameters
+    ----------
+    embeddings
+        name → (N, D_name) array (numpy or torch, any float dtype); rows aligned across models.
+    metrics
+        any of ``PAIRWISE_METRICS`` and ``PER_MODEL_METRICS`` (aliases: ii, mknn, twonn).
+    k
+        neighbours for CKNNA and mutual kNN.
+    device
+        ``None``: numpy (or the tensors' device if tensors are passed); ``"cuda"`` etc.: torch.
+    cka_unbiased, dcor_unbiased, cknna_eps, twonn_estimator, twonn_discard
+        variants; defaults are the plain definitions (see the single-pair functions).
+    bootstrap
+        B > 0 draws B half-samples of distinct structures (delete-half jackknife; with
+        replacement would create zero distances between copies) and adds
+        ``"<metric>/ci_low"``, ``"<metric>/ci_high"`` (level ``ci``: the full-sample value plus
+        the percentiles of the half-sample deviations from their mean) and
+        ``"<metric>/boot_std"`` (standard deviation of the half-sample estimates).
+    permutations
+        P > 0 shuffles each model's rows independently P times (destroying the
+        correspondence) and adds, for pairwise metrics, ``"<metric>/null_mean"``,
+        ``"<metric>/null_std"`` and ``"<metric>/p_value"`` (one-sided, (1+#as-aligned)/(1+P),
+        NaN on the diagonal).
+    block_size, memory_budget
+        rows per streamed block, or the byte budget that picks it (default 512 MiB on CPU,
+        2 GiB on a GPU).
+
+    Returns
+    -------
+    dict: metric (or ``"metric/stat"``) → (values, names).  Pairwise metrics give a float64
+    (M, M) matrix with row = source X, column = target Y (for the asymmetric information
+    imbalance, entry [i, j] = Δ(model_i → model_j)); ``intrinsic_dim`` a float64 (M,) vector.
+    """
+    names = list(embeddings)
+    if not names:
+        raise ValueError("no embeddings given")
+    wanted = _canonical(metrics)
+    raw = [embeddings[name] for name in names]
+    be = backend_for(raw, device)
+    data = [be.asarray(a) for a in raw]
+    n = int(data[0].shape[0])
+    for name, x in zip(names, data, strict=True):
+        if x.ndim != 2 or x.shape[0] != n:
+            raise ValueError(f"{name}: expected shape (N={n}, D), got {tuple(x.shape)}")
+    opts = {
+        "cka_unbiased": cka_unbiased,
+        "dcor_unbiased": dcor_unbiased,
+        "cknna_eps": cknna_eps,
+        "twonn_estimator": twonn_estimator,
+        "twonn_discard": twonn_discard,
+        "block_size": block_size,
+        "memory_budget": memory_budget
+        or (2**31 if be.kind == "torch" and not str(be.device).startswith("cpu") else 2**29),
+    }
+    values = _compute(be, data, wanted, k, opts)
+    result: dict[str, tuple[np.ndarray, list[str]]] = {
+        name: (values[name], names) for name in wanted
+    }
+    rng = np.random.default_rng(seed)
+    if bootstrap > 0:
+        # Delete-half jackknife (Shao & Wu 1989): B subsamples of n//2 *distinct* structures.
+        # Resampling with replacement would put copies of a structure at distance 0, which
+        # corrupts every neighbour-based metric; half-samples have no copies, and the spread
+        # of half-sample estimates equals the full-sample sampling variance to first order
+        # (finite-population factor (N-d)/d = 1).  Intervals are centred on the full-sample
+        # value because neighbour metrics shift with N at fixed k.
+        half = n // 2
+        samples: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
+        for _ in range(bootstrap):
+            idx = be.index(np.sort(rng.choice(n, size=half, replace=False)))
+            vals_b = _compute(be, [x[idx] for x in data], wanted, k, opts)
+            for name in wanted:
+                samples[name].append(vals_b[name])
+        lo, hi = 50.0 * (1.0 - ci), 50.0 * (1.0 + ci)
+        for name in wanted:
+            stack = np.stack(samples[name])
+            dev = stack - np.nanmean(stack, axis=0)[None]
+            obs = values[name]
+            result[f"{name}/ci_low"] = (obs + np.nanpercentile(dev, lo, axis=0), names)
+            result[f"{name}/ci_high"] = (obs + np.nanpercentile(dev, hi, axis=0), names)
+            std = np.nanstd(stack, axis=0, ddof=1) if bootstrap > 1 else np.full_like(obs, np.nan)
+            result[f"{name}/boot_std"] = (std, names)
+    pair_names = [name for name in wanted if name in PAIRWISE_METRICS]
+    if permutations > 0 and pair_names:
+        nulls = {name: [] for name in pair_names}
+        for _ in range(permutations):
+            perms = [be.index(rng.permutation(n)) for _ in data]
+            vals_p = _compute(
+                be, [x[p] for x, p in zip(data, perms, strict=True)], pair_names, k, opts
+            )
+            for name in pair_names:
+                nulls[name].append(vals_p[name])
+        for name in pair_names:
+            stack = np.stack(nulls[name])
+            obs = values[name]
+            if METRIC_INFO[name]["higher_is_aligned"]:
+                as_aligned = (stack >= obs[None]).sum(0)
+            else:
+                as_aligned = (stack <= obs[None]).sum(0)
+            mean = stack.mean(0)
+            std = stack.std(0, ddof=1) if permutations > 1 else np.full_like(mean, np.nan)
+            pval = (1.0 + as_aligned) / (1.0 + permutations)
+            for arr in (mean, std, pval):
+                np.fill_diagonal(arr, np.nan)  # a model against its own shuffle is not a null
+            result[f"{name}/null_mean"] = (mean, names)
+            result[f"{name}/null_std"] = (std, names)
+            result[f"{name}/p_value"] = (pval, names)
+    return result

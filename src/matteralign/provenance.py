@@ -1,0 +1,57 @@
+"""What every output file records about where it came from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from matteralign import __version__
+
+#: packages recorded in every file, besides each model's own key packages
+CORE_PACKAGES = ("numpy", "h5py", "torch")
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str]:
+    versions = {}
+    for name in dict.fromkeys([*CORE_PACKAGES, *names]):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit() -> str:
+    """The commit of the code that ran, with "+dirty" when the tree has changes."""
+    if os.environ.get("MATTERALIGN_GIT_COMMIT"):
+        return os.environ["MATTERALIGN_GIT_COMMIT"]
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def provenance(packages: Iterable[str] = ()) -> dict[str, str]:
+    versions = package_versions(packages)
+    return {
+        "python": sys.executable,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": " ".join(f"{k}=={v}" for k, v in versions.items()),
+        **{f"version_{k}": v for k, v in versions.items()},
+        "matteralign_version": __version__,
+        "git_commit": git_commit(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }

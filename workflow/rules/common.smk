@@ -1,0 +1,90 @@
+# Input functions, the (model x dataset) grid and paths. Checked before any job starts.
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from matteralign.config import ConfigError, check_config, model_options, study_grid
+from matteralign.metrics import PER_MODEL_METRICS
+from matteralign.models import registered_models
+
+BASE = Path(workflow.basedir)
+SRC = BASE / "src"
+RESULTS = config["results"]
+LOCAL_ENVS = config["envs"]["mode"] == "local"
+ENV_PREFIX = Path(config["envs"]["prefix"])
+if not ENV_PREFIX.is_absolute():
+    ENV_PREFIX = BASE / ENV_PREFIX
+
+try:
+    check_config(config, base=Path.cwd())
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+
+GRID = study_grid(config)
+MODELS = registered_models()
+METRICS = config["metrics"]["names"]
+DEVICE = config["device"]
+
+# Snakemake's own interpreter runs the driver-side rules in local mode; under --sdm conda,
+# the rule's conda env provides `python`. matteralign always runs from this checkout's source.
+DRIVER_PYTHON = shlex.quote(sys.executable) if LOCAL_ENVS else "python"
+RUN = f"PYTHONPATH={shlex.quote(str(SRC))} MATTERALIGN_GIT_COMMIT=$(git -C {shlex.quote(str(BASE))} rev-parse HEAD 2>/dev/null || echo unknown)"
+
+
+wildcard_constraints:
+    dataset="|".join(config["datasets"]) or "none",
+    model="|".join(map(str, config["models"])) or "none",
+    metric="|".join(METRICS),
+    family="[A-Za-z0-9_-]+",
+
+
+def family_of(model):
+    return MODELS[model].family
+
+
+def env_file(family):
+    return str(BASE / "workflow" / "envs" / f"{family}.yaml")
+
+
+def env_marker(family):
+    return str(ENV_PREFIX / family / "matteralign-env.json")
+
+
+def model_python(wildcards):
+    if LOCAL_ENVS:
+        return shlex.quote(str(ENV_PREFIX / family_of(wildcards.model) / "bin" / "python"))
+    return "python"
+
+
+def embedding_inputs(wildcards):
+    inputs = {"structures": f"{RESULTS}/{wildcards.dataset}/structures.h5"}
+    if LOCAL_ENVS:
+        inputs["env"] = env_marker(family_of(wildcards.model))
+    return inputs
+
+
+def embedding_files(wildcards):
+    return expand(
+        "{results}/{dataset}/embeddings/{model}.h5",
+        results=RESULTS, dataset=wildcards.dataset, model=GRID[wildcards.dataset],
+    )
+
+
+def weights_arg(wildcards):
+    weights = model_options(config, wildcards.model).get("weights")
+    return f"--weights {shlex.quote(str(weights))}" if weights else ""
+
+
+def batch_arg(wildcards):
+    batch = model_options(config, wildcards.model).get("batch_size")
+    return f"--batch-size {batch}" if batch else ""
+
+
+def all_targets():
+    targets = [f"{RESULTS}/summary.tsv"]
+    for dataset, models in GRID.items():
+        targets += expand("{r}/{d}/embeddings/{m}.h5", r=RESULTS, d=dataset, m=models)
+        targets += expand("{r}/{d}/{metric}.h5", r=RESULTS, d=dataset, metric=METRICS)
+        targets += expand("{r}/{d}/figures/{metric}.png", r=RESULTS, d=dataset, metric=METRICS)
+    return targets

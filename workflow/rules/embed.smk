@@ -1,0 +1,29 @@
+# One job per (dataset, model): last-hidden-layer embeddings, mean-pooled, in the model's own
+# environment. Structures the model cannot take are kept as invalid rows with their reason.
+
+
+rule embed:
+    input:
+        unpack(embedding_inputs),
+    output:
+        f"{RESULTS}/{{dataset}}/embeddings/{{model}}.h5",
+    params:
+        python=model_python,
+        weights=weights_arg,
+        batch=batch_arg,
+        device=DEVICE,
+    log:
+        f"{RESULTS}/logs/embed/{{dataset}}/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/embed/{{dataset}}/{{model}}.tsv"
+    conda:
+        lambda wc: env_file(family_of(wc.model))
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        gpu=1 if DEVICE == "cuda" else 0,
+    shell:
+        "{RUN} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 {params.python} -m matteralign embed"
+        " {wildcards.model} --structures {input.structures} --out {output}"
+        " --device {params.device} {params.weights} {params.batch} > {log} 2>&1"

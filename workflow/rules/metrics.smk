@@ -1,0 +1,33 @@
+# All metrics of one dataset in one job: `pairwise` computes every model's neighbour lists and
+# distance statistics once and reuses them for every pair and metric.
+
+
+rule align:
+    input:
+        embedding_files,
+    output:
+        expand(f"{RESULTS}/{{{{dataset}}}}/{{metric}}.h5", metric=METRICS),
+    params:
+        outs=lambda wc, output: " ".join(f"{m}={p}" for m, p in zip(METRICS, output)),
+        k=config["metrics"]["k"],
+        preprocessing=config["metrics"]["preprocessing"],
+        bootstrap=config["metrics"]["bootstrap"],
+        permutations=config["metrics"]["permutations"],
+        seed=config["seed"],
+        device="" if DEVICE == "cpu" else f"--device {DEVICE}",
+    log:
+        f"{RESULTS}/logs/align/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/align/{{dataset}}.tsv"
+    conda:
+        "../envs/study.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpu=1 if DEVICE == "cuda" else 0,
+    shell:
+        "{RUN} {DRIVER_PYTHON} -m matteralign align --embeddings {input} --out {params.outs}"
+        " --k {params.k} --preprocessing {params.preprocessing}"
+        " --bootstrap {params.bootstrap} --permutations {params.permutations}"
+        " --seed {params.seed} {params.device} > {log} 2>&1"
