@@ -24,7 +24,9 @@ setup: $(VENV)/.installed
 
 # One isolated environment per model family, from workflow/envs/{family}.yaml.
 envs: setup
-	$(SNAKEMAKE) $(foreach f,$(FAMILIES),.envs/$(f)/matteralign-env.json)
+	@for family in $(FAMILIES); do \
+	  $(BIN)/matteralign env build workflow/envs/$$family.yaml --prefix .envs/$$family || exit 1; \
+	done
 
 study: envs
 	$(SNAKEMAKE)

@@ -90,7 +90,8 @@ def dcor_ref(x: np.ndarray, y: np.ndarray, unbiased: bool = False) -> float:
     A, B = centre(a), centre(b)
     norm = n * n if not unbiased else n * (n - 3)
     vxy, vxx, vyy = (A * B).sum() / norm, (A * A).sum() / norm, (B * B).sum() / norm
-    r2 = vxy / np.sqrt(vxx * vyy)
+    den = np.sqrt(abs(vxx * vyy))
+    r2 = vxy / den if den > 0 else 0.0  # the dcor package's convention for constant data
     return float(r2 if unbiased else np.sqrt(max(r2, 0.0)))
 
 

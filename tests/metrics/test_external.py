@@ -64,12 +64,8 @@ def test_information_imbalance_matches_dadapy(case: str, dadapy_parts) -> None:
     _, ix = compute_nn_distances(x, maxk=n - 1, metric="euclidean")
     _, iy = compute_nn_distances(y, maxk=n - 1, metric="euclidean")
     rng = np.random.default_rng(0)
-    assert M.information_imbalance(x, y) == pytest.approx(
-        return_imbalance(ix, iy, rng), abs=1e-12
-    )
-    assert M.information_imbalance(y, x) == pytest.approx(
-        return_imbalance(iy, ix, rng), abs=1e-12
-    )
+    assert M.information_imbalance(x, y) == pytest.approx(return_imbalance(ix, iy, rng), abs=1e-12)
+    assert M.information_imbalance(y, x) == pytest.approx(return_imbalance(iy, ix, rng), abs=1e-12)
 
 
 @pytest.mark.parametrize("case", DADAPY_CASES)

@@ -13,6 +13,8 @@ images are further apart than CHGNet's 6 Å graph cutoff and do not interact.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -104,11 +106,14 @@ class CHGNet030(ModelAdapter):
         kwargs: dict[str, Any] = {}
         if not self.weights or self.weights == RANDOM_INIT:
             kwargs = {"mlp_out_bias": self.version == "0.2.0", "version": self.version}
+        quiet = contextlib.redirect_stdout(io.StringIO())  # CHGNet prints a banner on init
         if self.weights == RANDOM_INIT:
             # the shipped model's hyperparameters, freshly (seeded) initialised parameters
-            model = CHGNet(**{**dct["model_args"], **kwargs})
+            with quiet:
+                model = CHGNet(**{**dct["model_args"], **kwargs})
         else:
-            model = CHGNet.from_dict(dct, **kwargs)
+            with quiet:
+                model = CHGNet.from_dict(dct, **kwargs)
         model = model.to(torch.device(self.device)).eval()
         for param in model.parameters():
             param.requires_grad_(False)
