@@ -1,0 +1,162 @@
+"""SevenNet (Park et al. 2024, J. Chem. Theory Comput.): E(3)-equivariant NequIP-style
+interatomic potential. SevenNet-0 (11Jul2024, MPtrj-trained, 5 interaction layers, 5 Å
+cutoff) ships inside the sevenn wheel.
+
+Last hidden layer: the node features entering ``reduce_input_to_hidden`` (the first module of
+the energy readout), i.e. the 128 scalar (l=0) channels after the last interaction block and
+its equivariant gate; caught with a forward pre-hook. Molecules (pbc False) and crystals both
+go in as they are.
+
+Structures are batched as one disjoint graph (torch_geometric Batch). Forces are not needed,
+so the model's ``force_output`` module (autograd of the energy) is removed and the forward
+pass runs without gradients; the total energy is unchanged by that.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from matteralign.models.base import (
+    RANDOM_INIT,
+    EmbedOutput,
+    ModelAdapter,
+    find_in_site_packages,
+    register_model,
+)
+from matteralign.records import Record
+
+
+def check_checkpoint_safe(path: Path) -> None:
+    """Refuse a checkpoint holding anything but tensors, numpy arrays and plain containers.
+
+    sevenn unpickles checkpoints with ``weights_only=False`` (a pickle can run code); a
+    ``weights_only=True`` load that admits only numpy's array reconstruction proves it is data.
+    """
+    import torch
+
+    allowed: list[Any] = [np.ndarray, np.dtype]
+    allowed += [(np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct")] \
+        if hasattr(np, "_core") else [np.core.multiarray._reconstruct]
+    allowed += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
+    with torch.serialization.safe_globals(allowed):
+        torch.load(path, map_location="cpu", weights_only=True)
+
+
+@register_model
+class SevenNet0(ModelAdapter):
+    name = "sevennet-0"
+    family = "sevenn"
+    modality = "atoms"
+    architecture = ("SevenNet (NequIP-style E(3)-equivariant message passing), 5 interaction "
+                    "layers, lmax 2, 5 A cutoff, 842k params")
+    layer = "node features into reduce_input_to_hidden (128x0e after the last interaction)"
+    pooling = "mean over atoms"
+    weights_name = "SevenNet-0 (11Jul2024, MPtrj)"
+    weights_in_package = (
+        "sevenn/pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth")
+    license = "GPL-3.0 (sevenn code and bundled weights)"
+    key_packages = ("sevenn", "e3nn", "torch", "torch_geometric", "ase")
+    requires_module = "sevenn"
+    batch_size = 16
+    produces_energy = True
+    seed: ClassVar[int] = 0
+    hook_module: ClassVar[str] = "reduce_input_to_hidden"
+
+    def __init__(self, weights: str | None = None, device: str = "cpu",
+                 max_atoms: int | None = None) -> None:
+        super().__init__(weights=weights, device=device)
+        self.max_atoms = max_atoms
+        self._model: Any = None
+        self._cutoff = 0.0
+        self._elements: set[int] = set()
+        self._captured: list[Any] = []
+
+    def _checkpoint_file(self) -> Path:
+        path = self.weights_path() if self.weights != RANDOM_INIT else find_in_site_packages(
+            self.weights_in_package or "")
+        if path is None or not path.exists():
+            raise FileNotFoundError(f"SevenNet checkpoint not found: {path}")
+        return path
+
+    def _load(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import sevenn._keys as KEY  # noqa: N812 - sevenn's own spelling
+        import torch
+        from sevenn.checkpoint import SevenNetCheckpoint
+        from sevenn.model_build import build_E3_equivariant_model
+
+        torch.manual_seed(self.seed)
+        path = self._checkpoint_file()
+        check_checkpoint_safe(path)
+        checkpoint = SevenNetCheckpoint(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "no cuEquivariance/flashTP" notices
+            if self.weights == RANDOM_INIT:
+                # the shipped model's hyperparameters, freshly (seeded) initialised parameters
+                model = build_E3_equivariant_model(checkpoint.config)
+            else:
+                model = checkpoint.build_model()
+        if model.modal_map:
+            raise ValueError(f"{path} is a multi-fidelity model; {self.name} takes one modal")
+        if "force_output" in model._modules:
+            model.delete_module_by_key("force_output")
+        model.set_is_batch_data(True)
+        model = model.to(torch.device(self.device)).eval()
+        for param in model.parameters():
+            param.requires_grad_(False)
+        model._modules[self.hook_module].register_forward_pre_hook(self._hook)
+        self._model = model
+        self._cutoff = float(checkpoint.config[KEY.CUTOFF])
+        self._elements = {int(z) for z in checkpoint.config[KEY.TYPE_MAP]}
+
+    def _hook(self, module: Any, inputs: Any) -> None:
+        import sevenn._keys as KEY  # noqa: N812
+
+        self._captured.append(inputs[0][KEY.NODE_FEATURE].detach())
+
+    def check(self, record: Record) -> str | None:
+        reason = super().check(record)
+        if reason:
+            return reason
+        atoms = record.atoms
+        assert atoms is not None
+        unknown = sorted({int(z) for z in atoms.numbers} - self._elements) if self._elements \
+            else []
+        if unknown:
+            return f"element(s) Z={unknown} not in {self.weights_label()}'s training elements"
+        if self.max_atoms is not None and len(atoms) > self.max_atoms:
+            return f"{len(atoms)} atoms > max_atoms={self.max_atoms}"
+        return None
+
+    def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per-atom last-layer features of each record, and SevenNet's total energies (eV)."""
+        import sevenn._keys as KEY  # noqa: N812
+        import torch
+        from sevenn.atom_graph_data import AtomGraphData
+        from sevenn.train.dataload import unlabeled_atoms_to_graph
+        from torch_geometric.data import Batch
+
+        graphs = [AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(r.atoms, self._cutoff))
+                  for r in records]
+        batch = Batch.from_data_list(graphs).to(torch.device(self.device))
+        self._captured.clear()
+        with torch.no_grad():
+            output = self._model(batch)
+        if len(self._captured) != 1:
+            raise RuntimeError(f"expected one hooked forward pass, got {len(self._captured)}")
+        counts = [len(r.atoms) for r in records]
+        feats = torch.split(self._captured.pop(), counts)
+        energy = output[KEY.PRED_TOTAL_ENERGY].detach().double().cpu().numpy().reshape(-1)
+        return [f.double().cpu().numpy() for f in feats], energy
+
+    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
+        feats, energy = self.atom_features(records)
+        embeddings = np.stack([f.mean(axis=0) for f in feats]).astype(np.float32)
+        # a randomly initialised network's "energy" means nothing: leave it out
+        return EmbedOutput(embeddings, None if self.weights == RANDOM_INIT else energy)

@@ -1,0 +1,77 @@
+"""Configuration errors are caught before any job, with the key and the fix named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from matteralign.config import ConfigError, load_config, study_grid, validate_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def write(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_default_config_is_valid_and_grid_skips_incompatible_pairs():
+    config = load_config(ROOT / "config" / "config.yaml")
+    grid = study_grid(config)
+    assert set(grid) == {"qm9", "coremof"}
+    assert "morgan-fp" in grid["qm9"] and "morgan-fp" not in grid["coremof"]
+    assert {"chgnet-0.3.0", "sevennet-0", "minilm-l6-v2"} <= set(grid["coremof"])
+
+
+def test_schema_fills_defaults():
+    config = validate_schema({"datasets": {"qm9": {"n": 10}}, "models": {"morgan-fp": None}})
+    assert config["metrics"]["k"] == 25 and config["metrics"]["preprocessing"] == "l2"
+    assert config["envs"]["mode"] == "local" and config["seed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["models"].update({"chgnet-0.3.O": {}}), "chgnet-0.3.O"),
+        (lambda c: c["datasets"].update({"qm10": {"n": 5}}), "qm10"),
+        (lambda c: c["datasets"]["qm9"].update({"n": "many"}), "datasets.qm9.n"),
+        (lambda c: c["datasets"]["qm9"].update({"n": 10**9}), "larger than the dataset"),
+        (lambda c: c["models"].update({"sevennet-0": {"weights": "/nope/ckpt.pth"}}),
+         "does not exist"),
+        (lambda c: c["metrics"].update({"names": ["cknna", "cosine"]}), "metrics.names"),
+    ],
+)
+def test_bad_config_is_named(tmp_path, change, message):
+    config = yaml.safe_load(yaml.safe_dump(DEFAULT))
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, config))
+
+
+def test_misspelt_model_fails_fast_in_snakemake(tmp_path):
+    """The workflow refuses a misspelt model in under 10 s, naming it, and deletes nothing."""
+    config = yaml.safe_load(yaml.safe_dump(DEFAULT))
+    config["models"]["sevenet-0"] = {}
+    config["results"] = str(tmp_path / "results")
+    marker = tmp_path / "results" / "keep.txt"
+    marker.parent.mkdir()
+    marker.write_text("computed earlier")
+    path = write(tmp_path, config)
+    started = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    elapsed = time.time() - started
+    assert proc.returncode != 0
+    assert "sevenet-0" in proc.stdout + proc.stderr
+    assert "sevennet-0" in proc.stdout + proc.stderr  # the suggestion
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+    assert marker.read_text() == "computed earlier"

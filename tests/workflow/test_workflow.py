@@ -1,0 +1,135 @@
+"""End to end: a small study of the default grid through Snakemake, then its contract.
+
+Uses the real models (in their family environments) on real data, at small N.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import ROOT, family_python
+
+pytestmark = pytest.mark.slow
+
+MODELS = ["chgnet-0.3.0", "sevennet-0", "minilm-l6-v2", "morgan-fp", "composition"]
+FAMILIES = {"chgnet-0.3.0": "chgnet", "sevennet-0": "sevenn", "minilm-l6-v2": "text",
+            "morgan-fp": "baseline", "composition": "baseline"}
+GRID = {"qm9": MODELS, "coremof": [m for m in MODELS if m != "morgan-fp"]}
+METRICS = ["cknna", "mutual_knn", "cka", "dcor", "information_imbalance", "intrinsic_dim"]
+
+
+def snakemake(config: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def planned_jobs(config: Path, *targets: str) -> dict[str, int]:
+    """rule -> job count of a dry run."""
+    proc = snakemake(config, "-n", "--quiet", "rules", *targets, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    counts = {}
+    for line in (proc.stdout + proc.stderr).splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)\s*$", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    for family in set(FAMILIES.values()):
+        family_python(family)
+    work = tmp_path_factory.mktemp("study")
+    config = {
+        "results": str(work / "results"),
+        "seed": 3,
+        "datasets": {"qm9": {"n": 60}, "coremof": {"n": 40, "options": {"max_atoms": 60}}},
+        "models": {m: {} for m in MODELS},
+        "metrics": {"names": METRICS, "k": 5},
+    }
+    path = work / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake(path)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return path, work / "results"
+
+
+def test_every_target_exists(study):
+    _, results = study
+    for dataset, models in GRID.items():
+        for model in models:
+            assert (results / dataset / "embeddings" / f"{model}.h5").exists()
+        for metric in METRICS:
+            assert (results / dataset / f"{metric}.h5").exists()
+            png = results / dataset / "figures" / f"{metric}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (results / "logs" / "embed" / dataset / "sevennet-0.log").exists()
+    assert (results / "summary.tsv").exists()
+    assert not (results / "coremof" / "embeddings" / "morgan-fp.h5").exists()
+
+
+def test_embedding_files_record_their_isolated_environment(study):
+    _, results = study
+    pythons = {}
+    for model, family in FAMILIES.items():
+        with h5py.File(results / "qm9" / "embeddings" / f"{model}.h5") as handle:
+            attrs = dict(handle.attrs)
+            assert handle["embeddings"].shape == (60, attrs["dim"])
+            assert handle["valid"][()].sum() == attrs["n_valid"] > 0
+        assert attrs["family"] == family
+        assert Path(attrs["python"]).parent.parent.name == family
+        assert attrs["dataset_sha256"] and attrs["git_commit"] and attrs["packages"]
+        pythons[family] = attrs["python"]
+        if model in ("chgnet-0.3.0", "sevennet-0", "minilm-l6-v2"):
+            assert len(attrs["weights_sha256"]) == 64 and attrs["weights"] != "random-init"
+    assert len(set(pythons.values())) == 4
+
+
+def test_matrices_are_sane(study):
+    _, results = study
+    for dataset, models in GRID.items():
+        for metric in ("cknna", "cka", "dcor", "mutual_knn"):
+            with h5py.File(results / dataset / f"{metric}.h5") as handle:
+                matrix = handle["matrix"][()]
+                assert [m.decode() for m in handle["models"][()]] == models
+                assert handle.attrs["k"] == 5 and handle.attrs["preprocessing"] == "l2"
+                assert 0 < handle.attrs["n_used"] <= handle.attrs["n_total"]
+            np.testing.assert_allclose(np.diag(matrix), 1.0, atol=1e-9)
+            np.testing.assert_allclose(matrix, matrix.T, atol=1e-9)
+            off = matrix[~np.eye(len(models), dtype=bool)]
+            assert np.all(off < 1 - 1e-6) and np.ptp(off) > 1e-3
+        with h5py.File(results / dataset / "information_imbalance.h5") as handle:
+            ii = handle["matrix"][()]
+        np.testing.assert_allclose(np.diag(ii), 0.0, atol=1e-12)
+        with h5py.File(results / dataset / "intrinsic_dim.h5") as handle:
+            assert np.all(handle["values"][()] > 0)
+
+
+def test_rerun_schedules_only_what_is_missing(study):
+    config, results = study
+    assert planned_jobs(config, str(results / "qm9" / "cknna.h5")) == {}
+    (results / "qm9" / "embeddings" / "composition.h5").unlink()
+    planned = planned_jobs(config)
+    assert planned == {"embed": 1, "align": 1, "plot_metric": len(METRICS), "summary": 1,
+                       "all": 1}, planned
+    proc = snakemake(config, str(results / "qm9" / "cknna.h5"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (results / "qm9" / "embeddings" / "composition.h5").exists()
+
+
+def test_report(study):
+    config, results = study
+    report = results / "report.html"
+    proc = snakemake(config, "--report", str(report), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert report.stat().st_size > 10_000
