@@ -67,7 +67,7 @@ class CHGNet030(ModelAdapter):
     pooling = "mean over atoms"
     weights_name = "CHGNet 0.3.0 (MPtrj)"
     weights_in_package = "chgnet/pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar"
-    license = "BSD-3-Clause (code and weights)"
+    license = "BSD-3-Clause-LBNL (\"Modified BSD\", chgnet wheel: code and weights)"
     key_packages = ("chgnet", "torch", "pymatgen", "ase")
     requires_module = "chgnet"
     batch_size = 16

@@ -60,7 +60,7 @@ class SevenNet0(ModelAdapter):
     weights_name = "SevenNet-0 (11Jul2024, MPtrj)"
     weights_in_package = (
         "sevenn/pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth")
-    license = "GPL-3.0 (sevenn code and bundled weights)"
+    license = "MIT (sevenn 0.13.0 wheel: code and bundled weights)"
     key_packages = ("sevenn", "e3nn", "torch", "torch_geometric", "ase")
     requires_module = "sevenn"
     batch_size = 16
@@ -98,8 +98,17 @@ class SevenNet0(ModelAdapter):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no cuEquivariance/flashTP" notices
             if self.weights == RANDOM_INIT:
-                # the shipped model's hyperparameters, freshly (seeded) initialised parameters
+                # the shipped model's hyperparameters, freshly (seeded) initialised weights
                 model = build_E3_equivariant_model(checkpoint.config)
+                # the non-trained normalisers (convolution denominators = average neighbour
+                # count, per-element energy shift/scale) come from the checkpoint: they are
+                # statistics of the training set, and left at their config default (0) the
+                # convolutions divide by zero
+                trained = dict(checkpoint.build_model().named_parameters())
+                with torch.no_grad():
+                    for key, param in model.named_parameters():
+                        if not trained[key].requires_grad:
+                            param.copy_(trained[key])
             else:
                 model = checkpoint.build_model()
         if model.modal_map:

