@@ -54,7 +54,7 @@ def test_align_uses_structures_valid_in_every_model(tmp_path):
     assert result.matrix[0, 1] == pytest.approx(cka(x["a"], x["b"]), abs=1e-9)
     ii = read_metric(outputs["information_imbalance"])
     assert ii.matrix[2, 0] == pytest.approx(information_imbalance(x["c"], x["a"]), abs=1e-12)
-    assert ii.attrs["symmetric"] == "False"
+    assert ii.attrs["symmetric"] == "False" and ii.attrs["higher_is_aligned"] == "False"
     dims = read_metric(outputs["intrinsic_dim"])
     assert dims.values.shape == (3,) and dims.matrix is None
 

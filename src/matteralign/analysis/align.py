@@ -47,7 +47,7 @@ def align_dataset(
     device: str | None = None,
 ) -> dict[str, MetricFile]:
     """Compute every metric in ``outputs`` (metric -> path) over all models at once."""
-    from matteralign.metrics import PER_MODEL_METRICS, pairwise
+    from matteralign.metrics import METRIC_INFO, PER_MODEL_METRICS, pairwise
 
     files = [read_embeddings(p) for p in embedding_paths]
     mask = common_valid(files)
@@ -93,7 +93,8 @@ def align_dataset(
             matrix=None if per_model else value,
             values=value if per_model else None,
             extra=extra,
-            attrs={**common, "symmetric": "" if per_model else str(metric != "information_imbalance")},
+            attrs={**common, "symmetric": str(bool(METRIC_INFO[metric]["symmetric"])),
+                   "higher_is_aligned": str(METRIC_INFO[metric]["higher_is_aligned"])},
         )
         write_metric(path, result)
         written[metric] = result

@@ -40,6 +40,20 @@ def _title(result: MetricFile) -> str:
             f"({params}N={attrs.get('n_used', '?')}, {attrs.get('preprocessing', '?')})")
 
 
+def _linkage(matrix: np.ndarray, lower_is_aligned: bool) -> np.ndarray | None:
+    """Average-linkage tree on the symmetrised dissimilarity, shared by rows and columns so an
+    asymmetric matrix keeps the same model order on both axes."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    if not np.all(np.isfinite(matrix)):
+        return None
+    sym = (matrix + matrix.T) / 2
+    dissimilarity = sym if lower_is_aligned else sym.max() - sym
+    np.fill_diagonal(dissimilarity, 0.0)
+    return linkage(squareform(np.clip(dissimilarity, 0, None), checks=False), method="average")
+
+
 def plot_metric(path: str | os.PathLike[str], output: str | os.PathLike[str],
                 cluster: bool = True) -> None:
     import matplotlib
@@ -71,21 +85,31 @@ def plot_metric(path: str | os.PathLike[str], output: str | os.PathLike[str],
             fig.savefig(tmp, format="png", dpi=120)
             plt.close(fig)
             return
-        frame = pd.DataFrame(result.matrix, index=labels, columns=labels)
-        finite = np.isfinite(result.matrix)
-        can_cluster = cluster and len(labels) > 2 and bool(finite.all())
+        matrix = np.asarray(result.matrix, dtype=np.float64)
+        frame = pd.DataFrame(matrix, index=labels, columns=labels)
         symmetric = result.attrs.get("symmetric", "True") == "True"
-        cmap = "viridis" if symmetric else "viridis_r"
+        lower_is_aligned = result.attrs.get("higher_is_aligned") == "False"
+        linkage = _linkage(matrix, lower_is_aligned) if cluster and len(labels) > 2 else None
+        off = matrix[~np.eye(len(labels), dtype=bool)]
+        off = off[np.isfinite(off)]
+        # colour range from the off-diagonal entries: the trivial diagonal would flatten them
+        limits = (None, None)
+        if off.size and np.ptp(off) > 0:
+            limits = (float(off.min()), float(off.max()))
         grid = sns.clustermap(
-            frame, row_cluster=can_cluster, col_cluster=can_cluster and symmetric,
-            row_colors=colours, col_colors=colours, cmap=cmap, annot=len(labels) <= 12,
-            fmt=".2f", figsize=(size, size), cbar_kws={"label": result.metric},
-            dendrogram_ratio=0.12 if can_cluster else 0.02, linewidths=0.5,
+            frame, row_cluster=linkage is not None, col_cluster=linkage is not None,
+            row_linkage=linkage, col_linkage=linkage,
+            row_colors=colours, col_colors=colours,
+            # dark = aligned for every metric (information imbalance is low when aligned)
+            cmap="viridis_r" if lower_is_aligned else "viridis", vmin=limits[0], vmax=limits[1],
+            annot=len(labels) <= 12, fmt=".2f", figsize=(size, size),
+            cbar_kws={"label": ""},  # the metric is named in the title
+            dendrogram_ratio=0.12 if linkage is not None else 0.02, linewidths=0.5,
         )
         grid.ax_heatmap.set_xlabel("target model" if not symmetric else "")
         grid.ax_heatmap.set_ylabel("source model" if not symmetric else "")
-        grid.figure.suptitle(_title(result), y=1.0)
-        grid.ax_heatmap.legend(handles=legend, title="modality", loc="upper left",
-                               bbox_to_anchor=(1.02, 1.25), frameon=False)
+        grid.figure.suptitle(_title(result), y=1.03)
+        grid.ax_col_dendrogram.legend(handles=legend, title="modality", loc="center left",
+                                      bbox_to_anchor=(1.0, 0.5), frameon=False)
         grid.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
         plt.close(grid.figure)
