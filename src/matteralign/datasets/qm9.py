@@ -205,6 +205,14 @@ class QM9(Dataset):
             )
         return records
 
+    def record(self, index: int) -> Record:
+        """The molecule with QM9 index ``index`` (id ``qm9:gdb_<index>``; 1 is methane)."""
+        table = self._table()
+        row = int(np.searchsorted(table["Index"].to_numpy(), index))
+        if row >= len(table) or int(table.at[row, "Index"]) != index:
+            raise KeyError(f"QM9 has no converged molecule with index {index}")
+        return self._record(table, row, f"qm9:gdb_{index}")
+
     @staticmethod
     def _record(table: pd.DataFrame, row: int, record_id: str) -> Record:
         from ase import Atoms
