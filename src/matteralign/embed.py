@@ -1,60 +1,125 @@
-"""Run one model over one prepared dataset and write its embedding file."""
+"""Run one model over one prepared dataset and write its embedding file.
+
+Long runs are resumable: the structures are embedded in shards, each finished shard is saved
+atomically under ``{output}.parts/``, and a restarted job (a requeued SLURM job, a killed
+laptop run) loads the finished shards of the same model, weights and dataset and continues
+from there. The parts are removed once the final file is written.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import h5py
 import numpy as np
 from tqdm import tqdm
 
 from matteralign.datasets.store import read_structure_attrs, read_structures
-from matteralign.io import EmbeddingFile, sha256_file, write_embeddings
+from matteralign.io import (
+    EmbeddingFile,
+    atomic_h5,
+    read_strings,
+    sha256_file,
+    strings,
+    write_embeddings,
+)
 from matteralign.models import ModelAdapter, get_model
 from matteralign.provenance import provenance
 from matteralign.records import Record
+
+#: structures per resumable shard
+SHARD_SIZE = 256
 
 
 def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}".strip()[:500]
 
 
-def _run_batches(
-    adapter: ModelAdapter, records: Sequence[Record], todo: np.ndarray, batch_size: int,
-    progress: bool,
-) -> tuple[dict[int, np.ndarray], dict[int, float], dict[int, str]]:
-    vectors: dict[int, np.ndarray] = {}
-    energies: dict[int, float] = {}
-    errors: dict[int, str] = {}
+class _Shard:
+    """What one shard produced: row index -> vector / energy / error."""
+
+    def __init__(self) -> None:
+        self.vectors: dict[int, np.ndarray] = {}
+        self.energies: dict[int, float] = {}
+        self.errors: dict[int, str] = {}
+
+    def update(self, other: _Shard) -> None:
+        self.vectors.update(other.vectors)
+        self.energies.update(other.energies)
+        self.errors.update(other.errors)
+
+    def save(self, path: Path, indices: Sequence[int], fingerprint: str) -> None:
+        dim = len(next(iter(self.vectors.values()))) if self.vectors else 0
+        rows = np.array(indices, dtype=np.int64)
+        vectors = np.full((len(rows), dim), np.nan, np.float32)
+        energies = np.full(len(rows), np.nan)
+        for j, i in enumerate(rows):
+            if i in self.vectors:
+                vectors[j] = self.vectors[i]
+            energies[j] = self.energies.get(i, np.nan)
+        with atomic_h5(path) as handle:
+            handle.create_dataset("indices", data=rows)
+            handle.create_dataset("vectors", data=vectors)
+            handle.create_dataset("energies", data=energies)
+            handle.create_dataset("errors", data=strings([self.errors.get(i, "") for i in rows]))
+            handle.create_dataset("done", data=np.array([i in self.vectors for i in rows]))
+            handle.attrs["fingerprint"] = fingerprint
+
+    @classmethod
+    def load(cls, path: Path, fingerprint: str) -> tuple[_Shard, list[int]] | None:
+        try:
+            with h5py.File(path, "r") as handle:
+                if handle.attrs.get("fingerprint") != fingerprint:
+                    return None
+                rows = handle["indices"][()].tolist()
+                vectors, energies = handle["vectors"][()], handle["energies"][()]
+                errors, done = read_strings(handle["errors"]), handle["done"][()]
+        except (OSError, KeyError):
+            return None  # unreadable part: recompute it
+        shard = cls()
+        for j, i in enumerate(rows):
+            if done[j]:
+                shard.vectors[i] = vectors[j]
+                if np.isfinite(energies[j]):
+                    shard.energies[i] = float(energies[j])
+            else:
+                shard.errors[i] = errors[j]
+        return shard, rows
+
+
+def _embed_rows(adapter: ModelAdapter, records: Sequence[Record], rows: Sequence[int]) -> _Shard:
+    shard = _Shard()
 
     def keep(indices: Sequence[int]) -> None:
         out = adapter.embed_batch([records[i] for i in indices])
         for j, i in enumerate(indices):
             vector = np.asarray(out.embeddings[j], dtype=np.float32)
             if not np.all(np.isfinite(vector)):
-                errors[i] = "non-finite embedding"
+                shard.errors[i] = "non-finite embedding"
                 continue
-            vectors[i] = vector
+            shard.vectors[i] = vector
             if out.energy is not None:
-                energies[i] = float(out.energy[j])
+                shard.energies[i] = float(out.energy[j])
 
-    bar = tqdm(total=len(todo), desc=f"{adapter.name}", unit="struct", file=sys.stderr,
-               disable=not progress, mininterval=2.0)
-    for start in range(0, len(todo), batch_size):
-        batch = [int(i) for i in todo[start:start + batch_size]]
-        try:
-            keep(batch)
-        except Exception:  # noqa: BLE001 - one bad structure must not sink the batch
-            for i in batch:
-                try:
-                    keep([i])
-                except Exception as err:  # noqa: BLE001 - masked with its reason
-                    errors[i] = _error(err)
-        bar.update(len(batch))
-    bar.close()
-    return vectors, energies, errors
+    try:
+        keep(rows)
+    except Exception:  # noqa: BLE001 - one bad structure must not sink the batch
+        for i in rows:
+            try:
+                keep([i])
+            except Exception as err:  # noqa: BLE001 - masked with its reason
+                shard.errors[i] = _error(err)
+    return shard
+
+
+def _fingerprint(adapter: ModelAdapter, dataset_sha256: str) -> str:
+    key = "|".join([adapter.name, adapter.weights_label(), dataset_sha256, str(SHARD_SIZE)])
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def embed_dataset(
@@ -76,25 +141,48 @@ def embed_dataset(
     data_attrs = read_structure_attrs(structures)
     n = len(records)
     reasons = [adapter.check(r) or "" for r in records]
-    todo = np.array([i for i, reason in enumerate(reasons) if not reason], dtype=np.int64)
-    vectors, energies, errors = _run_batches(
-        adapter, records, todo, batch_size or adapter.batch_size, progress
-    )
-    if not vectors:
-        dim = 0
-        sample = next(iter(errors.values()), next((r for r in reasons if r), "no structures"))
+    todo = [i for i, reason in enumerate(reasons) if not reason]
+    batch = batch_size or adapter.batch_size
+    parts = Path(f"{output}.parts")
+    fingerprint = _fingerprint(adapter, str(data_attrs.get("dataset_sha256", "")))
+    result = _Shard()
+    bar = tqdm(total=len(todo), desc=adapter.name, unit="struct", file=sys.stderr,
+               disable=not progress, mininterval=2.0)
+    resumed = 0
+    for number, start in enumerate(range(0, len(todo), SHARD_SIZE)):
+        rows = todo[start:start + SHARD_SIZE]
+        part = parts / f"shard-{number:05d}.h5"
+        loaded = _Shard.load(part, fingerprint) if part.exists() else None
+        if loaded is not None and loaded[1] == rows:
+            result.update(loaded[0])
+            resumed += len(rows)
+            bar.update(len(rows))
+            continue
+        shard = _Shard()
+        for offset in range(0, len(rows), batch):
+            chunk = rows[offset:offset + batch]
+            shard.update(_embed_rows(adapter, records, chunk))
+            bar.update(len(chunk))
+        shard.save(part, rows, fingerprint)
+        result.update(shard)
+    bar.close()
+    if resumed:
+        print(f"resumed {resumed} structures from {parts}", file=sys.stderr)
+    masked = len(result.errors) + sum(1 for r in reasons if r)
+    print(f"{adapter.name}: {len(result.vectors)} embedded, {masked} masked", file=sys.stderr)
+    if not result.vectors:
+        sample = next(iter(result.errors.values()), next((r for r in reasons if r), "none"))
         print(f"warning: {model} embedded none of {n} structures; e.g. {sample}", file=sys.stderr)
-    else:
-        dim = len(next(iter(vectors.values())))
+    dim = len(next(iter(result.vectors.values()))) if result.vectors else 0
     matrix = np.full((n, dim), np.nan, dtype=np.float32)
     energy = np.full(n, np.nan)
-    for i, vector in vectors.items():
+    for i, vector in result.vectors.items():
         matrix[i] = vector
-    for i, value in energies.items():
+    for i, value in result.energies.items():
         energy[i] = value
-    for i, reason in errors.items():
+    for i, reason in result.errors.items():
         reasons[i] = reason
-    valid = np.array([i in vectors for i in range(n)])
+    valid = np.array([i in result.vectors for i in range(n)])
     weights_file = adapter.weights_path()
     attrs = {
         "model": adapter.name,
@@ -112,9 +200,10 @@ def embed_dataset(
         "dataset_sha256": data_attrs.get("dataset_sha256", ""),
         "dataset_source": data_attrs.get("source", ""),
         "n_valid": int(valid.sum()),
+        "resumed_structures": resumed,
         **provenance(adapter.key_packages),
     }
-    result = EmbeddingFile(
+    embedding = EmbeddingFile(
         ids=[r.id for r in records],
         embeddings=matrix,
         valid=valid,
@@ -122,5 +211,6 @@ def embed_dataset(
         energy=energy if adapter.produces_energy else None,
         attrs=attrs,
     )
-    write_embeddings(output, result)
-    return result
+    write_embeddings(output, embedding)
+    shutil.rmtree(parts, ignore_errors=True)
+    return embedding

@@ -18,7 +18,7 @@ DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 def write(tmp_path: Path, config: dict) -> Path:
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
@@ -49,7 +49,7 @@ def test_schema_fills_defaults():
     ],
 )
 def test_bad_config_is_named(tmp_path, change, message):
-    config = yaml.safe_load(yaml.safe_dump(DEFAULT))
+    config = yaml.safe_load(yaml.safe_dump(DEFAULT, sort_keys=False))
     change(config)
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, config))
@@ -57,7 +57,7 @@ def test_bad_config_is_named(tmp_path, change, message):
 
 def test_misspelt_model_fails_fast_in_snakemake(tmp_path):
     """The workflow refuses a misspelt model in under 10 s, naming it, and deletes nothing."""
-    config = yaml.safe_load(yaml.safe_dump(DEFAULT))
+    config = yaml.safe_load(yaml.safe_dump(DEFAULT, sort_keys=False))
     config["models"]["sevenet-0"] = {}
     config["results"] = str(tmp_path / "results")
     marker = tmp_path / "results" / "keep.txt"

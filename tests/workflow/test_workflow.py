@@ -28,14 +28,15 @@ METRICS = ["cknna", "mutual_knn", "cka", "dcor", "information_imbalance", "intri
 
 def snakemake(config: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(config), *args],
+        # targets first: --configfile takes several values and would swallow them
+        [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", str(config)],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
 
 
 def planned_jobs(config: Path, *targets: str) -> dict[str, int]:
     """rule -> job count of a dry run."""
-    proc = snakemake(config, "-n", "--quiet", "rules", *targets, timeout=120)
+    proc = snakemake(config, *targets, "-n", "--quiet", "rules", timeout=120)
     assert proc.returncode == 0, proc.stderr
     counts = {}
     for line in (proc.stdout + proc.stderr).splitlines():
@@ -58,7 +59,7 @@ def study(tmp_path_factory):
         "metrics": {"names": METRICS, "k": 5},
     }
     path = work / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     proc = snakemake(path)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return path, work / "results"
@@ -126,7 +127,7 @@ def test_rerun_schedules_only_what_is_missing(study):
     planned = planned_jobs(config)
     assert planned == {"embed": 1, "align": 1, "plot_metric": len(METRICS), "summary": 1,
                        "all": 1}, planned
-    proc = snakemake(config, str(results / "qm9" / "cknna.h5"))
+    proc = snakemake(config)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (results / "qm9" / "embeddings" / "composition.h5").exists()
 

@@ -88,3 +88,4 @@ def all_targets():
         targets += expand("{r}/{d}/{metric}.h5", r=RESULTS, d=dataset, metric=METRICS)
         targets += expand("{r}/{d}/figures/{metric}.png", r=RESULTS, d=dataset, metric=METRICS)
     return targets
+

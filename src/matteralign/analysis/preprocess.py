@@ -24,5 +24,8 @@ def preprocess(x: np.ndarray, method: str) -> np.ndarray:
         x = x - x.mean(axis=0)
     elif method != "l2":
         raise ValueError(f"unknown preprocessing {method!r}; choose one of {PREPROCESSING}")
+    # scale by the largest entry first so tiny rows do not underflow when squared
+    peak = np.abs(x).max(axis=1, keepdims=True)
+    x = x / np.where(peak > 0, peak, 1.0)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms > 0, norms, 1.0)
