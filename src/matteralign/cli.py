@@ -35,9 +35,67 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     rows = []
     for name, cls in sorted(registered_datasets().items()):
         ok, where = cls().available() if not args.quick else (True, "")
-        rows.append([name, cls.kind, ",".join(cls.modalities), where if ok else "no",
-                     ("stand-in: " if cls.standin else "") + cls.source])
-    print(_table(rows, ["dataset", "kind", "modalities", "size", "source"]))
+        local = getattr(cls, "download", None)  # datasets read from a local path
+        if args.quick:
+            size, status = "", ""
+        elif ok:
+            status = "path set" if local else "in installed package"
+            size, status = where.split()[0], ("generated, " + status) if cls.standin else status
+        else:
+            size, status = "-", where.split(". ")[0]
+        rows.append([name, cls.kind, "stand-in" if cls.standin else "real",
+                     ",".join(cls.modalities), size, status, cls.source])
+    print(_table(rows, ["dataset", "kind", "data", "modalities", "size", "local data",
+                        "source"]))
+    return 0
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname or ""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    """Download a dataset that is read from a local path, or say why it cannot be."""
+    import re
+    import urllib.request
+
+    from matteralign.datasets import registered_datasets
+
+    datasets = registered_datasets()
+    if args.dataset not in datasets:
+        raise KeyError(f"unknown dataset {args.dataset!r}; registered: {', '.join(datasets)}")
+    cls = datasets[args.dataset]
+    download = getattr(cls, "download", None)
+    if download is None:
+        kind = "is generated locally" if cls.standin else "ships in an installed package"
+        print(f"{args.dataset} {kind} ({cls.source}); nothing to fetch")
+        return 0
+    where = f"Then set datasets.{args.dataset}.options.path in the config to it."
+    urls = re.findall(r"https://[^\s)`<]+", download)
+    if not urls or not _reachable(urls[0]):
+        host = urls[0].split("/")[2] if urls else "the source"
+        raise FileNotFoundError(f"{args.dataset}: no network connection ({host} unreachable), "
+                                f"so nothing was downloaded. {download} {where}")
+    if args.dataset != "rcsb-pdb" or not args.ids:
+        # the fairchem sets are gated or hundreds of GB: a person accepts the licence
+        raise FileNotFoundError(f"{args.dataset}: not downloaded automatically. {download} "
+                                f"{where}")
+    dest = Path(args.dest or f"data/{args.dataset}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for pdb_id in args.ids.split(","):
+        target = dest / f"{pdb_id.upper()}.cif.gz"
+        urllib.request.urlretrieve(f"https://files.rcsb.org/download/{pdb_id.upper()}.cif.gz",
+                                   target)
+        print(f"{target}")
+    print(f"{where.replace('Then set', 'Set').replace('to it', 'to ' + str(dest))}")
     return 0
 
 
@@ -115,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list registered datasets with size and source")
     p.add_argument("--quick", action="store_true", help="do not load data to count it")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("data", help="datasets read from a local path")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    f = data_sub.add_parser("fetch", help="download a dataset (fails at once when offline)")
+    f.add_argument("dataset")
+    f.add_argument("--dest", default=None, help="folder to download into (data/NAME)")
+    f.add_argument("--ids", default=None, help="rcsb-pdb: comma-separated PDB ids")
+    f.set_defaults(func=cmd_data_fetch)
 
     p = sub.add_parser("check-config", help="validate a study configuration")
     p.add_argument("config")

@@ -32,8 +32,9 @@ from matteralign.models import ModelAdapter, get_model
 from matteralign.provenance import provenance
 from matteralign.records import Record
 
-#: structures per resumable shard
-SHARD_SIZE = 256
+#: structures per resumable shard (MATTERALIGN_SHARD_SIZE overrides it, e.g. for tests of
+#: cancelled cluster jobs; it is part of the shards' fingerprint)
+SHARD_SIZE = int(os.environ.get("MATTERALIGN_SHARD_SIZE") or 256)
 
 
 def _error(err: BaseException) -> str:

@@ -144,3 +144,67 @@ def sha256(path: Path) -> str:
 def site_packages(family: str) -> Path:
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     return ROOT / ".envs" / family / "lib" / version / "site-packages"
+
+
+INVARIANCE_CODE = """
+import json, sys, numpy as np
+from ase.build import bulk, molecule
+from matteralign.models import get_model
+from matteralign.records import Record
+adapter = get_model({model!r}, weights={weights!r}).load()
+rng = np.random.default_rng(0)
+def moved(atoms):
+    atoms = atoms.copy()
+    axis = rng.normal(size=3)
+    atoms.rotate(float(rng.uniform(20, 160)), axis, center="COM", rotate_cell=True)
+    atoms.translate(rng.normal(size=3) * 2.0)
+    return atoms
+def permuted(atoms):
+    return atoms[rng.permutation(len(atoms))]
+def embed(structures):
+    records = [Record(id=str(i), atoms=s) for i, s in enumerate(structures)]
+    for r in records:
+        reason = adapter.check(r)
+        assert not reason, reason
+    return adapter.embed_batch(records).embeddings.astype(np.float64)
+def diff(a, b):
+    return float(np.abs(a - b).max())
+structures = {{"molecule": [molecule("CH3CH2OH"), molecule("C6H6"), molecule("CH4")],
+              "crystal": [bulk("NaCl", "rocksalt", a=5.64), bulk("Si", "diamond", a=5.43)]}}
+kinds = {kinds!r}
+result = {{}}
+everything = [s for k in kinds for s in structures[k]]
+batched = embed(everything)
+single = np.concatenate([embed([s]) for s in everything])
+result["batch_vs_single"] = diff(batched, single)
+result["deterministic"] = diff(batched, embed(everything))
+result["scale"] = float(np.abs(batched).mean())
+for kind in kinds:
+    base = embed(structures[kind])
+    result[kind + "_permutation"] = diff(base, embed([permuted(s) for s in structures[kind]]))
+    result[kind + "_rotation_translation"] = diff(base, embed([moved(s) for s in structures[kind]]))
+if "crystal" in kinds:
+    base = embed(structures["crystal"])
+    bigger = [s.repeat((2, 2, 1)) for s in structures["crystal"]]
+    result["crystal_supercell"] = diff(base, embed(bigger))
+print(json.dumps(result))
+"""
+
+
+def invariances(python: Path, model: str, weights: str | None = None,
+                kinds: tuple[str, ...] = ("molecule", "crystal")) -> dict[str, float]:
+    """Max |difference| of pooled embeddings under the issue's invariants, run in the family env:
+    batched vs one-by-one, a second call, atom permutation, rotation + translation, and (for
+    crystals) a 2x2x1 supercell; ``scale`` is the mean |embedding| to judge them against."""
+    code = INVARIANCE_CODE.format(model=model, weights=weights, kinds=kinds)
+    return json.loads(run_in_env(python, code).strip().splitlines()[-1])
+
+
+def assert_invariant(result: dict[str, float], atol: float = 1e-4,
+                     batch_atol: float = 1e-5) -> None:
+    assert result["scale"] > 1e-3, result  # not trivially zero
+    assert result["deterministic"] == 0.0, result
+    assert result["batch_vs_single"] <= batch_atol, result
+    for key, value in result.items():
+        if key.endswith(("_permutation", "_rotation_translation", "_supercell")):
+            assert value <= atol, (key, result)

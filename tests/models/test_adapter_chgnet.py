@@ -1,4 +1,5 @@
-"""CHGNet 0.3.0 in its own environment: real shipped weights, last conv layer, energies."""
+"""CHGNet 0.3.0, 0.2.0 and r2SCAN in their own environment: real shipped weights, last conv
+layer, energies, invariances."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from matteralign.models import registered_models
 from tests.models.conftest import (
+    assert_invariant,
     check_common,
     embed_in_env,
+    invariances,
     make_records,
     read_h5,
     run_in_env,
@@ -20,6 +24,7 @@ from tests.models.conftest import (
 
 FAMILY, MODEL, DIM = "chgnet", "chgnet-0.3.0", 64
 WEIGHTS = "chgnet/pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar"
+MODELS = registered_models()
 
 
 def _extra() -> dict:
@@ -145,3 +150,69 @@ def test_local_checkpoint_path(outputs):
     assert local["attrs"]["weights_sha256"] == real["attrs"]["weights_sha256"]
     np.testing.assert_allclose(local["embeddings"], real["embeddings"], rtol=0, atol=1e-6,
                                equal_nan=True)
+
+
+def test_invariances(family_env):
+    """Pooled embeddings: batch = one-by-one, deterministic, atom order, rotation and
+    translation, and a 2x2x1 supercell of a crystal give the same vector."""
+    assert_invariant(invariances(family_env(FAMILY), MODEL))
+
+
+#: the other shipped checkpoints: chgnet's model_name, and Si / NaCl energy per atom bounds
+VARIANTS = {
+    "chgnet-0.2.0": ("0.2.0", (-5.6, -5.1), (-3.9, -3.1)),  # MPtrj PBE, like 0.3.0
+    "chgnet-r2scan": ("r2scan", (-9.5, -8.0), (-7.5, -6.3)),  # MP r2SCAN total energies
+}
+
+
+def test_shipped_variants(family_env):
+    """0.2.0 and r2SCAN: the shipped file is what loads, its energies equal chgnet's own
+    CHGNet.load(model_name) prediction, the hooked layer is the last conv layer, a batch
+    equals one-by-one, and random init differs."""
+    code = """
+import json, numpy as np, torch
+from ase.build import bulk, molecule
+from chgnet.model import CHGNet
+from pymatgen.io.ase import AseAtomsAdaptor
+from matteralign.models import get_model
+from matteralign.models.chgnet import boxed
+from matteralign.records import Record
+records = [Record(id="Si", atoms=bulk("Si", "diamond", a=5.43)),
+           Record(id="NaCl", atoms=bulk("NaCl", "rocksalt", a=5.64)),
+           Record(id="H2O", atoms=molecule("H2O")), Record(id="CH4", atoms=molecule("CH4")),
+           Record(id="C6H6", atoms=molecule("C6H6"))]
+out = {}
+for name, model_name in VARIANTS_HERE:
+    a = get_model(name).load()
+    inputs = {}
+    def keep(module, args, kwargs):
+        inputs.update({k: v.detach().clone() for k, v in kwargs.items()})
+    h = a._model.atom_conv_layers[-1].register_forward_pre_hook(keep, with_kwargs=True)
+    feats, energy = a.atom_features(records)
+    h.remove()
+    with torch.no_grad():
+        rerun = a._model.atom_conv_layers[-1](**inputs).double().numpy()
+    single = [a.atom_features([r])[0][0] for r in records]
+    ref = CHGNet.load(model_name=model_name, verbose=False)
+    own = [float(ref.predict_structure(AseAtomsAdaptor.get_structure(boxed(r.atoms)),
+                                       task="e")["e"]) * len(r.atoms) for r in records]
+    rand = get_model(name, weights="random-init").load().embed_batch(records).embeddings
+    real = a.embed_batch(records).embeddings
+    out[name] = {"path": str(a.weights_path()), "dim": int(real.shape[1]),
+                 "energy": energy.tolist(),
+                 "vs_own": float(np.abs(np.array(own) - energy).max()),
+                 "rerun": float(np.abs(rerun - np.concatenate(feats)).max()),
+                 "batch": max(float(np.abs(f - s).max()) for f, s in zip(feats, single)),
+                 "random_differs": float(np.abs(rand - real).max())}
+print(json.dumps(out))
+""".replace("VARIANTS_HERE", repr([(n, spec[0]) for n, spec in VARIANTS.items()]))
+    result = json.loads(run_in_env(family_env(FAMILY), code).strip().splitlines()[-1])
+    for name, (_, si, nacl) in VARIANTS.items():
+        r = result[name]
+        assert r["path"].endswith(MODELS[name].weights_in_package), r["path"]
+        assert r["dim"] == DIM
+        e_si, e_nacl, e_h2o, e_ch4, e_c6h6 = r["energy"]
+        assert si[0] < e_si / 2 < si[1] and nacl[0] < e_nacl / 2 < nacl[1], (name, r["energy"])
+        assert e_c6h6 < e_ch4 < e_h2o < 0
+        assert r["vs_own"] < 1e-3 and r["rerun"] < 1e-5 and r["batch"] < 1e-4, (name, r)
+        assert r["random_differs"] > 1e-2

@@ -1,4 +1,5 @@
-"""SevenNet-0 in its own environment: real shipped weights, last interaction, energies."""
+"""SevenNet-0 (11Jul2024, 22May2024), l3i5 and MF-0 in their own environment: real shipped
+weights, last interaction, energies, invariances."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from matteralign.models import registered_models
 from tests.models.conftest import (
+    assert_invariant,
     check_common,
     embed_in_env,
+    invariances,
     make_records,
     read_h5,
     run_in_env,
@@ -20,6 +24,7 @@ from tests.models.conftest import (
 
 FAMILY, MODEL, DIM = "sevenn", "sevennet-0", 128
 WEIGHTS = "sevenn/pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth"
+MODELS = registered_models()
 
 
 def _extra() -> dict:
@@ -134,3 +139,68 @@ def test_local_checkpoint_path(outputs):
     assert local["attrs"]["weights_sha256"] == real["attrs"]["weights_sha256"]
     np.testing.assert_allclose(local["embeddings"], real["embeddings"], rtol=0, atol=1e-6,
                                equal_nan=True)
+
+
+def test_invariances(family_env):
+    """Pooled embeddings: batch = one-by-one, deterministic, atom order, rotation and
+    translation, and a 2x2x1 supercell of a crystal give the same vector."""
+    assert_invariant(invariances(family_env(FAMILY), MODEL))
+
+
+#: the other shipped checkpoints, with the name and modal sevenn's own calculator takes
+VARIANTS = {
+    "sevennet-0-22may2024": ("7net-0_22May2024", None),
+    "sevennet-l3i5": ("7net-l3i5", None),
+    "sevennet-mf-0": ("7net-mf-0", "PBE"),
+}
+
+
+def test_shipped_variants(family_env):
+    """22May2024, l3i5 and MF-0 (PBE modal): the shipped file is what loads, the energies
+    equal sevenn's own ASE calculator, the features are the last gate's output, a batch equals
+    one-by-one, and random init differs."""
+    code = """
+import json, numpy as np
+from ase.build import bulk, molecule
+from sevenn.calculator import SevenNetCalculator
+from matteralign.models import get_model
+from matteralign.records import Record
+records = [Record(id="Si", atoms=bulk("Si", "diamond", a=5.43)),
+           Record(id="NaCl", atoms=bulk("NaCl", "rocksalt", a=5.64)),
+           Record(id="H2O", atoms=molecule("H2O")), Record(id="CH4", atoms=molecule("CH4")),
+           Record(id="C6H6", atoms=molecule("C6H6"))]
+out = {}
+for name, (calc_name, modal) in VARIANTS_HERE.items():
+    a = get_model(name).load()
+    gate = [k for k in a._model._modules if k.endswith("equivariant_gate")][-1]
+    seen = []
+    h = a._model._modules[gate].register_forward_hook(
+        lambda m, i, o: seen.append(o["x"].detach().clone()))
+    feats, energy = a.atom_features(records)
+    h.remove()
+    single = [a.atom_features([r])[0][0] for r in records]
+    calc = SevenNetCalculator(calc_name, device="cpu", **({"modal": modal} if modal else {}))
+    own = []
+    for r in records:
+        atoms = r.atoms.copy(); atoms.calc = calc; own.append(atoms.get_potential_energy())
+    rand = get_model(name, weights="random-init").load().embed_batch(records).embeddings
+    real = a.embed_batch(records).embeddings
+    out[name] = {"path": str(a.weights_path()), "dim": int(real.shape[1]),
+                 "energy": energy.tolist(),
+                 "vs_own": float(np.abs(np.array(own) - energy).max()),
+                 "gate": float(np.abs(seen[0].double().numpy() - np.concatenate(feats)).max()),
+                 "batch": max(float(np.abs(f - s).max()) for f, s in zip(feats, single)),
+                 "random_finite": bool(np.isfinite(rand).all()),
+                 "random_differs": float(np.abs(rand - real).max())}
+print(json.dumps(out))
+""".replace("VARIANTS_HERE", repr(VARIANTS))
+    result = json.loads(run_in_env(family_env(FAMILY), code).strip().splitlines()[-1])
+    for name in VARIANTS:
+        r = result[name]
+        assert r["path"].endswith(MODELS[name].weights_in_package), r["path"]
+        assert r["dim"] == DIM
+        e_si, e_nacl, e_h2o, e_ch4, e_c6h6 = r["energy"]
+        assert -5.6 < e_si / 2 < -5.1 and -3.9 < e_nacl / 2 < -3.1, (name, r["energy"])
+        assert -16 < e_h2o < -12 and e_c6h6 < e_ch4 < e_h2o
+        assert r["vs_own"] < 1e-3 and r["gate"] == 0.0 and r["batch"] < 1e-4, (name, r)
+        assert r["random_finite"] and r["random_differs"] > 1e-3

@@ -3,7 +3,8 @@
 
 rule prepare_dataset:
     output:
-        f"{RESULTS}/{{dataset}}/structures.h5",
+        structures=f"{RESULTS}/{{dataset}}/structures.h5",
+        ids=f"{RESULTS}/{{dataset}}/ids.txt",
     params:
         n=lambda wc: config["datasets"][wc.dataset]["n"],
         seed=config["seed"],
@@ -22,4 +23,4 @@ rule prepare_dataset:
         runtime=30,
     shell:
         "{RUN} {DRIVER_PYTHON} -m matteralign prepare {wildcards.dataset} --n {params.n}"
-        " --seed {params.seed} --options {params.options} --out {output} > {log} 2>&1"
+        " --seed {params.seed} --options {params.options} --out {output.structures} > {log} 2>&1"

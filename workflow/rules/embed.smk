@@ -20,8 +20,10 @@ rule embed:
         lambda wc: env_file(family_of(wc.model))
     threads: 2
     resources:
-        mem_mb=16000,
-        runtime=240,
+        # a retried job (profiles/slurm: retries) gets more memory and time, and resumes
+        # from the shards the failed attempt finished
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
         gpu=1 if DEVICE == "cuda" else 0,
     shell:
         "{RUN} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 {params.python} -m matteralign embed"

@@ -23,9 +23,12 @@ rule align:
         "../envs/study.yaml"
     threads: 2
     resources:
-        mem_mb=16000,
-        runtime=120,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
         gpu=1 if DEVICE == "cuda" else 0,
+    # with plot_metric: on a cluster one job per dataset computes the metrics and draws them
+    group:
+        "metrics"
     shell:
         "{RUN} {DRIVER_PYTHON} -m matteralign align --embeddings {input} --out {params.outs}"
         " --k {params.k} --preprocessing {params.preprocessing}"

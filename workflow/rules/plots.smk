@@ -22,6 +22,8 @@ rule plot_metric:
     resources:
         mem_mb=2000,
         runtime=10,
+    group:
+        "metrics"
     shell:
         "{RUN} {DRIVER_PYTHON} -m matteralign plot {input} --out {output} {params.cluster}"
         " > {log} 2>&1"

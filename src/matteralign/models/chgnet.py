@@ -171,3 +171,27 @@ class CHGNet030(ModelAdapter):
         embeddings = np.stack([f.mean(axis=0) for f in feats]).astype(np.float32)
         # a randomly initialised network's "energy" means nothing: leave it out
         return EmbedOutput(embeddings, None if self.weights == RANDOM_INIT else energy)
+
+
+@register_model
+class CHGNet020(CHGNet030):
+    """CHGNet 0.2.0: the first MPtrj release (kept by chgnet for backward compatibility);
+    same architecture, with a bias in the energy MLP's output layer."""
+
+    name = "chgnet-0.2.0"
+    architecture = "CHGNet: crystal graph network (atom/bond/angle convolutions), 400k params"
+    weights_name = "CHGNet 0.2.0 (MPtrj)"
+    weights_in_package = "chgnet/pretrained/0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar"
+    version = "0.2.0"
+
+
+@register_model
+class CHGNetR2SCAN(CHGNet030):
+    """CHGNet r2SCAN: 0.3.0 transfer-learned on MP r2SCAN calculations (energies are r2SCAN
+    total energies, on a different scale from the PBE-trained models)."""
+
+    name = "chgnet-r2scan"
+    weights_name = "CHGNet r2SCAN (0.3.0 transfer-learned on MP-r2SCAN)"
+    weights_in_package = (
+        "chgnet/pretrained/r2scan/chgnet_r2scan_transfer_learning_e15f36s161m23.pth.tar")
+    version = "r2scan"

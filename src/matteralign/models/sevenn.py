@@ -67,6 +67,8 @@ class SevenNet0(ModelAdapter):
     produces_energy = True
     seed: ClassVar[int] = 0
     hook_module: ClassVar[str] = "reduce_input_to_hidden"
+    #: the fidelity a multi-fidelity checkpoint is evaluated in (None: single-fidelity)
+    modal: ClassVar[str | None] = None
 
     def __init__(self, weights: str | None = None, device: str = "cpu",
                  max_atoms: int | None = None) -> None:
@@ -111,8 +113,11 @@ class SevenNet0(ModelAdapter):
                             param.copy_(trained[key])
             else:
                 model = checkpoint.build_model()
-        if model.modal_map:
-            raise ValueError(f"{path} is a multi-fidelity model; {self.name} takes one modal")
+        if bool(model.modal_map) != bool(self.modal):
+            raise ValueError(f"{path}: multi-fidelity modal_map={model.modal_map} but "
+                             f"{self.name} evaluates modal={self.modal!r}")
+        if self.modal and self.modal not in model.modal_map:
+            raise ValueError(f"{path}: modal {self.modal!r} not in {sorted(model.modal_map)}")
         if "force_output" in model._modules:
             model.delete_module_by_key("force_output")
         model.set_is_batch_data(True)
@@ -153,6 +158,9 @@ class SevenNet0(ModelAdapter):
 
         graphs = [AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(r.atoms, self._cutoff))
                   for r in records]
+        if self.modal:  # per graph, as sevenn's training batches carry it (eval_modal_map)
+            for graph in graphs:
+                graph[KEY.DATA_MODALITY] = self.modal
         batch = Batch.from_data_list(graphs).to(torch.device(self.device))
         self._captured.clear()
         with torch.no_grad():
@@ -169,3 +177,39 @@ class SevenNet0(ModelAdapter):
         embeddings = np.stack([f.mean(axis=0) for f in feats]).astype(np.float32)
         # a randomly initialised network's "energy" means nothing: leave it out
         return EmbedOutput(embeddings, None if self.weights == RANDOM_INIT else energy)
+
+
+@register_model
+class SevenNet0May(SevenNet0):
+    """SevenNet-0 as first released (22May2024): same architecture, earlier training run."""
+
+    name = "sevennet-0-22may2024"
+    weights_name = "SevenNet-0 (22May2024, MPtrj)"
+    weights_in_package = (
+        "sevenn/pretrained_potentials/SevenNet_0__22May2024/checkpoint_sevennet_0.pth")
+
+
+@register_model
+class SevenNetL3i5(SevenNet0):
+    """SevenNet-l3i5: lmax 3, 5 interaction layers (MPtrj); more accurate, slower."""
+
+    name = "sevennet-l3i5"
+    architecture = ("SevenNet (NequIP-style E(3)-equivariant message passing), 5 interaction "
+                    "layers, lmax 3, 5 A cutoff, 1.17M params")
+    weights_name = "SevenNet-l3i5 (MPtrj)"
+    weights_in_package = "sevenn/pretrained_potentials/SevenNet_l3i5/checkpoint_l3i5.pth"
+
+
+@register_model
+class SevenNetMF0(SevenNet0):
+    """SevenNet-MF-0: multi-fidelity SevenNet (PBE/PBE+U and r2SCAN data of the MP), evaluated
+    in its PBE modal (``modal="PBE"``, the one comparable with the other MPtrj models)."""
+
+    name = "sevennet-mf-0"
+    architecture = ("SevenNet multi-fidelity (fidelity-dependent linear layers), 5 interaction "
+                    "layers, lmax 2, 5 A cutoff; evaluated in modal PBE")
+    layer = ("node features into reduce_input_to_hidden (128x0e after the last interaction, "
+             "modal PBE)")
+    weights_name = "SevenNet-MF-0 (modal PBE)"
+    weights_in_package = "sevenn/pretrained_potentials/SevenNet_MF_0/checkpoint_sevennet_mf_0.pth"
+    modal = "PBE"
