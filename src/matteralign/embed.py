@@ -35,6 +35,9 @@ from matteralign.records import Record
 #: structures per resumable shard (MATTERALIGN_SHARD_SIZE overrides it, e.g. for tests of
 #: cancelled cluster jobs; it is part of the shards' fingerprint)
 SHARD_SIZE = int(os.environ.get("MATTERALIGN_SHARD_SIZE") or 256)
+#: atoms per forward pass for 3D models (adapters may set ``max_batch_atoms``): a batch of
+#: sixteen 1,000-atom proteins would need tens of GB for an equivariant network
+MAX_BATCH_ATOMS = 2048
 
 
 def _error(err: BaseException) -> str:
@@ -118,6 +121,26 @@ def _embed_rows(adapter: ModelAdapter, records: Sequence[Record], rows: Sequence
     return shard
 
 
+def _batches(adapter: ModelAdapter, records: Sequence[Record], rows: Sequence[int],
+             batch_size: int) -> list[list[int]]:
+    """Consecutive batches of at most ``batch_size`` structures and, for 3D models, at most
+    ``max_batch_atoms`` atoms (a larger structure goes alone)."""
+    limit = getattr(adapter, "max_batch_atoms", None) or MAX_BATCH_ATOMS
+    batches: list[list[int]] = []
+    current: list[int] = []
+    atoms = 0
+    for i in rows:
+        size = len(records[i].atoms) if adapter.modality == "atoms" and records[i].atoms else 0
+        if current and (len(current) == batch_size or atoms + size > limit):
+            batches.append(current)
+            current, atoms = [], 0
+        current.append(i)
+        atoms += size
+    if current:
+        batches.append(current)
+    return batches
+
+
 def _fingerprint(adapter: ModelAdapter, dataset_sha256: str) -> str:
     key = "|".join([adapter.name, adapter.weights_label(), dataset_sha256, str(SHARD_SIZE)])
     return hashlib.sha256(key.encode()).hexdigest()
@@ -160,8 +183,7 @@ def embed_dataset(
             bar.update(len(rows))
             continue
         shard = _Shard()
-        for offset in range(0, len(rows), batch):
-            chunk = rows[offset:offset + batch]
+        for chunk in _batches(adapter, records, rows, batch):
             shard.update(_embed_rows(adapter, records, chunk))
             bar.update(len(chunk))
         shard.save(part, rows, fingerprint)

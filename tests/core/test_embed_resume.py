@@ -70,3 +70,15 @@ def test_parts_of_another_model_or_dataset_are_not_reused(structures, tmp_path, 
     embed._Shard().save(parts / "shard-00000.h5", [0], fingerprint="someone else's")
     result = embed.embed_dataset("composition", structures, output, progress=False)
     assert result.attrs["resumed_structures"] == 0
+
+
+def test_batches_respect_structure_and_atom_limits(monkeypatch):
+    from matteralign.models import get_model
+
+    monkeypatch.setattr(embed, "MAX_BATCH_ATOMS", 10)
+    records = [Record(f"m{i}", atoms=molecule(name)) for i, name in
+               enumerate(["CH4", "H2O", "C6H6", "NH3", "CO2", "H2O"])]  # 5, 3, 12, 4, 3, 3 atoms
+    batches = embed._batches(get_model("composition"), records, list(range(6)), batch_size=2)
+    assert batches == [[0, 1], [2], [3, 4], [5]]
+    assert embed._batches(get_model("morgan-fp"), records, list(range(6)), 4) == [
+        [0, 1, 2, 3], [4, 5]]

@@ -11,6 +11,7 @@ import must stay cheap, and every heavy import happens in :meth:`ModelAdapter.lo
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import sysconfig
 from abc import ABC, abstractmethod
@@ -131,6 +132,14 @@ def find_in_site_packages(relative: str, extra: Sequence[Path] = ()) -> Path | N
         if candidate.exists():
             return candidate
     return None
+
+
+def cache_dir() -> Path:
+    """matteralign's cache (``$MATTERALIGN_CACHE``, else ``$XDG_CACHE_HOME/matteralign`` or
+    ``~/.cache/matteralign``): derived files such as weight manifests or a tokenizer's vocab."""
+    root = os.environ.get("MATTERALIGN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "matteralign")
+    return Path(root)
 
 
 _REGISTRY: dict[str, type[ModelAdapter]] = {}
