@@ -19,11 +19,17 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def cmd_models(args: argparse.Namespace) -> int:
     from matteralign.models import registered_models
 
+    configured: dict[str, str | None] = {}
+    if getattr(args, "config", None):  # read as written: models unknown here are just listed
+        import yaml
+
+        entries = (yaml.safe_load(Path(args.config).read_text()) or {}).get("models") or {}
+        configured = {m: (o or {}).get("weights") for m, o in entries.items()}
     rows = []
     for name, cls in sorted(registered_models().items()):
         site = sorted(Path(args.envs, cls.family).glob("lib/python*/site-packages"))
         rows.append([name, cls.family, cls.modality, cls.layer, cls.weights_name,
-                     "yes" if cls.weights_available(site) else "no", cls.license])
+                     cls.weights_status(site, configured.get(name)), cls.license])
     print(_table(rows, ["model", "family", "modality", "embedding layer", "weights",
                         "weights here", "license"]))
     return 0
@@ -168,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list registered models")
     p.add_argument("--envs", default=".envs", help="folder of the local family environments")
+    p.add_argument("--config", help="also show the checkpoints this config gives")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("datasets", help="list registered datasets with size and source")

@@ -25,9 +25,11 @@ def write(tmp_path: Path, config: dict) -> Path:
 def test_default_config_is_valid_and_grid_skips_incompatible_pairs():
     config = load_config(ROOT / "config" / "config.yaml")
     grid = study_grid(config)
-    assert set(grid) == {"qm9", "coremof"}
+    assert set(grid) == {"qm9", "coremof", "pdb-packaged"}
     assert "morgan-fp" in grid["qm9"] and "morgan-fp" not in grid["coremof"]
     assert {"chgnet-0.3.0", "sevennet-0", "minilm-l6-v2"} <= set(grid["coremof"])
+    # `datasets:` narrows a model to some datasets
+    assert "sevennet-0" not in grid["pdb-packaged"] and "composition" in grid["pdb-packaged"]
 
 
 def test_schema_fills_defaults():

