@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from matteralign.records import Record
+from matteralign.registry import Registry
 
 
 class DatasetUnavailable(RuntimeError):
@@ -63,28 +64,14 @@ def subsample(total: int, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(total)
 
 
-_REGISTRY: dict[str, type[Dataset]] = {}
-
-
-def register_dataset(cls: type[Dataset]) -> type[Dataset]:
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"dataset name {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def registered_datasets() -> dict[str, type[Dataset]]:
-    from matteralign.datasets import _discover
-
-    _discover()
-    return dict(_REGISTRY)
+REGISTRY: Registry[Dataset] = Registry("dataset", "matteralign.datasets",
+                                       skip={"base", "store", "prepare"})
+register_dataset = REGISTRY.register
+registered_datasets = REGISTRY.all
 
 
 def get_dataset(name: str, **options: object) -> Dataset:
-    datasets = registered_datasets()
-    if name not in datasets:
-        raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(sorted(datasets))}")
-    return datasets[name](**options)
+    return REGISTRY.get(name)(**options)
 
 
 DatasetFactory = Callable[..., Dataset]

@@ -23,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from matteralign.records import Record
+from matteralign.registry import Registry
 
 RANDOM_INIT = "random-init"
 
@@ -165,28 +166,13 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-_REGISTRY: dict[str, type[ModelAdapter]] = {}
-
-
-def register_model(cls: type[ModelAdapter]) -> type[ModelAdapter]:
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"model name {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def registered_models() -> dict[str, type[ModelAdapter]]:
-    from matteralign.models import _discover
-
-    _discover()
-    return dict(_REGISTRY)
+REGISTRY: Registry[ModelAdapter] = Registry("model", "matteralign.models", skip={"base"})
+register_model = REGISTRY.register
+registered_models = REGISTRY.all
 
 
 def get_model(name: str, **kwargs: object) -> ModelAdapter:
-    models = registered_models()
-    if name not in models:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(models))}")
-    return models[name](**kwargs)  # type: ignore[arg-type]
+    return REGISTRY.get(name)(**kwargs)  # type: ignore[arg-type]
 
 
 def mean_pool(features: Sequence[np.ndarray]) -> np.ndarray:
