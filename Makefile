@@ -1,5 +1,6 @@
 # Set-up and entry points. Only python3 (>=3.10) with venv and pip is needed on a fresh machine.
-#   make study   build .venv and the model environments, run the default study, write the report
+#   make study   build .venv (and, through the workflow, the environments of the configured
+#                models), run the default study, write results/report.html
 #   make test    build the same, then run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -24,13 +25,15 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# One isolated environment per model family, from workflow/envs/{family}.yaml.
+# Every model family's isolated environment, from workflow/envs/{family}.yaml (the tests
+# exercise each adapter in its own environment).
 envs: setup
 	@for family in $(FAMILIES); do \
 	  $(BIN)/matteralign env build workflow/envs/$$family.yaml --prefix .envs/$$family || exit 1; \
 	done
 
-study: envs
+# the workflow builds the environments of the configured models itself (rule build_env)
+study: setup
 	$(SNAKEMAKE)
 	$(BIN)/snakemake --report results/report.html
 

@@ -63,6 +63,7 @@ start_munge() {
     chown munge:munge /etc/munge/munge.key
     chmod 0400 /etc/munge/munge.key
     runuser -u munge -- /usr/sbin/munged
+    touch "$SCRATCH/munged.started"  # stop stops it only then
     for _ in $(seq 50); do munge_ok && return 0; sleep 0.1; done
     die "munged does not answer (munge -n | unmunge)"
 }
@@ -163,10 +164,11 @@ stop() {
         fi
         rm -f "$pidfile"
     done
-    # munged is left running only if this script did not start it? It is cheap and shared
-    # with nothing else here; stop it too when its pid file is the default one.
-    if [[ -s /run/munge/munged.pid ]] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null; then
-        kill "$(cat /run/munge/munged.pid)" && log "stopped munged"
+    # munged only if this script started it (another user of munge may rely on it)
+    if [[ -e $SCRATCH/munged.started ]]; then
+        pid=$(cat /run/munge/munged.pid 2>/dev/null || true)
+        [[ -n $pid ]] && kill "$pid" 2>/dev/null && log "stopped munged ($pid)"
+        rm -f "$SCRATCH/munged.started"
     fi
 }
 

@@ -105,6 +105,8 @@ def datasets_of(path: Path) -> dict[str, np.ndarray]:
 def cluster():
     if not CLUSTER.exists():
         pytest.fail(f"{CLUSTER} missing")
+    was_running = subprocess.run(["bash", str(CLUSTER), "status"],
+                                 capture_output=True).returncode == 0
     try:
         proc = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True,
                               timeout=600)
@@ -119,6 +121,8 @@ def cluster():
     for family in set(FAMILIES.values()):
         family_python(family)
     yield SLURM_DIR
+    if not was_running:  # leave the machine as it was
+        subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ UMA_S: dict[str, Any] = {
     "num_distance_basis": 64, "num_layers": 4, "hidden_channels": 128,
     "norm_type": "rms_norm_sh", "act_type": "gate", "ff_type": "spectral",
     "chg_spin_emb_type": "rand_emb", "cs_emb_grad": True,
-    "dataset_list": ["oc20", "omol", "omat", "odac", "omc"],
+    "dataset_mapping": {d: d for d in ("oc20", "omol", "omat", "odac", "omc")},
 }
 
 
@@ -60,7 +60,7 @@ class UMASmall11(ModelAdapter):
     weights_name = RANDOM_INIT
     license = "FAIR Chemistry License (UMA weights); MIT (fairchem-core code)"
     key_packages = ("fairchem-core", "e3nn", "torch", "ase")
-    requires_module = "fairchem.core"
+    requires_module = "fairchem"
     batch_size = 16
     produces_energy = False
     seed: ClassVar[int] = 0
@@ -90,12 +90,9 @@ class UMASmall11(ModelAdapter):
                                  always_use_pbc=False, **self._config)
 
     def _load(self) -> None:
-        import logging
-
         import torch
 
         torch.manual_seed(self.seed)
-        logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
         if not self.weights or self.weights == RANDOM_INIT:
             backbone = self.build()
         else:
