@@ -5,9 +5,10 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-# The default study, unless a study is given with --configfile (which then replaces it rather
-# than being merged into it: a smaller study must not inherit the default's datasets).
-if not config:
+# The default study, unless a study (a config with `datasets`) is given with --configfile: it
+# then replaces the default rather than being merged into it, so a smaller study does not
+# inherit the default's datasets. Plain --config overrides apply to either.
+if "datasets" not in config:
 
     configfile: "config/config.yaml"
 

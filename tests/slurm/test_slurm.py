@@ -220,7 +220,7 @@ def _running_embed_job(wildcards: str) -> str | None:
 
 
 def test_cancelled_embedding_resumes_from_its_finished_shards(cluster, tmp_path):
-    model, n, shard = "chgnet-0.3.0", 100, 5
+    model, n, shard = "chgnet-0.3.0", 60, 5
     config = write_config(tmp_path / "config.yaml", {"qm9": {"n": n}}, [model, "composition"])
     target = tmp_path / "results" / "qm9" / "embeddings" / f"{model}.h5"
     parts = Path(f"{target}.parts")
@@ -230,6 +230,7 @@ def test_cancelled_embedding_resumes_from_its_finished_shards(cluster, tmp_path)
                            start_new_session=True)
     try:
         job = finished = None
+        started = time.monotonic()
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and run.poll() is None:
             job = job or _running_embed_job(f"qm9_{model}")
@@ -239,7 +240,10 @@ def test_cancelled_embedding_resumes_from_its_finished_shards(cluster, tmp_path)
             time.sleep(0.2)
         assert job and finished, f"no running embedding job with a finished shard: {run.poll()}"
         subprocess.run(["scancel", job], check=True)
+        cancelled = time.monotonic()
+        print(f"\nscancel {job} with {len(finished)} shards done, {cancelled - started:.0f} s in")
         output, _ = run.communicate(timeout=240)
+        print(f"snakemake exited {time.monotonic() - cancelled:.0f} s after the scancel")
     finally:
         if run.poll() is None:  # a failed check above: leave nothing running
             os.killpg(run.pid, signal.SIGKILL)
@@ -260,7 +264,9 @@ def test_cancelled_embedding_resumes_from_its_finished_shards(cluster, tmp_path)
             kept.update(zip(rows[done].tolist(), handle["vectors"][()][done], strict=True))
     assert kept
 
+    rerun_start = time.monotonic()
     rerun = snakemake(config, str(target), "--rerun-incomplete", timeout=300, env=env)
+    print(f"rerun: {time.monotonic() - rerun_start:.0f} s")
     assert rerun.returncode == 0, rerun.stderr[-6000:]
     assert re.findall(r"^localrule (\w+):", rerun.stderr, re.M) == []
     assert "has been submitted with SLURM jobid" in rerun.stderr

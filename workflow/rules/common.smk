@@ -4,6 +4,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
+
 from matteralign.config import ConfigError, check_config, model_options, study_grid
 from matteralign.metrics import PER_MODEL_METRICS
 from matteralign.models import registered_models
@@ -11,7 +13,12 @@ from matteralign.models import registered_models
 BASE = Path(workflow.basedir)
 SRC = BASE / "src"
 RESULTS = config["results"]
-LOCAL_ENVS = config["envs"]["mode"] == "local"
+# `--sdm conda` (e.g. from profiles/slurm) always wins: the rules' conda directives then
+# provide each family's environment, whatever envs.mode says.
+LOCAL_ENVS = (
+    config["envs"]["mode"] == "local"
+    and DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method
+)
 ENV_PREFIX = Path(config["envs"]["prefix"])
 if not ENV_PREFIX.is_absolute():
     ENV_PREFIX = BASE / ENV_PREFIX
