@@ -108,7 +108,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from matteralign.config import load_config, study_grid
 
-    config = load_config(args.config, check_sizes=not args.quick)
+    config = load_config(args.config, check_inputs=not args.quick)
     for dataset, models in study_grid(config).items():
         print(f"{dataset} (n={config['datasets'][dataset]['n']}): {', '.join(models)}")
     return 0
@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a study configuration")
     p.add_argument("config")
-    p.add_argument("--quick", action="store_true", help="skip dataset size checks")
+    p.add_argument("--quick", action="store_true",
+                   help="skip the checks that checkpoints and data are present")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("prepare", help="subsample a dataset into a structures file")

@@ -67,8 +67,12 @@ def model_options(config: Mapping[str, Any], model: str) -> dict[str, Any]:
 
 
 def check_config(config: Mapping[str, Any], base: Path | None = None,
-                 check_sizes: bool = True) -> None:
-    """Registry-level checks the schema cannot express. Raises ConfigError."""
+                 check_inputs: bool = True) -> None:
+    """Registry-level checks the schema cannot express. Raises ConfigError.
+
+    ``check_inputs`` also requires every checkpoint and dataset to be present (and N to fit);
+    without it those problems are left to :func:`input_problems` (a dry run lists them).
+    """
     from matteralign.datasets import registered_datasets
     from matteralign.models import registered_models
 
@@ -82,16 +86,7 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
             raise ConfigError(f"config key datasets.{name}: unknown dataset {name!r}."
                               + _suggest(name, list(datasets)))
     for name in config["models"]:
-        opts = model_options(config, name)
-        weights = opts.get("weights")
-        if weights and weights != RANDOM_INIT:
-            path = Path(weights) if base is None else base / weights
-            if not path.exists():
-                raise ConfigError(
-                    f"config key models.{name}.weights: checkpoint {weights!r} does not exist; "
-                    f"give a local file path, null for the default weights, or {RANDOM_INIT!r}"
-                )
-        for dataset in opts.get("datasets", []):
+        for dataset in model_options(config, name).get("datasets", []):
             if dataset not in config["datasets"]:
                 raise ConfigError(f"config key models.{name}.datasets: {dataset!r} is not one of "
                                   f"the configured datasets {sorted(config['datasets'])}")
@@ -102,16 +97,41 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
                 f"config key datasets.{dataset}: fewer than two configured models can read it "
                 f"(it provides {datasets[dataset].modalities}); add models or remove the dataset"
             )
-    if check_sizes:
-        for name, entry in config["datasets"].items():
-            dataset = datasets[name](**entry.get("options", {}))
-            ok, where = dataset.available()
-            if not ok:
-                raise ConfigError(f"config key datasets.{name}: the data is not here: {where}")
-            size = dataset.size()
-            if entry["n"] > size:
-                raise ConfigError(f"config key datasets.{name}.n: {entry['n']} is larger than the "
-                                  f"dataset ({size} structures); lower n")
+    if check_inputs:
+        problems = input_problems(config, base, first_only=True)
+        if problems:
+            raise ConfigError(problems[0])
+
+
+def input_problems(config: Mapping[str, Any], base: Path | None = None,
+                   first_only: bool = False) -> list[str]:
+    """Missing checkpoints, missing data and N larger than a dataset, one message each."""
+    from matteralign.datasets import registered_datasets
+
+    problems: list[str] = []
+    for name in config["models"]:
+        weights = model_options(config, name).get("weights")
+        if weights and weights != RANDOM_INIT:
+            path = Path(weights) if base is None else base / weights
+            if not path.exists():
+                problems.append(
+                    f"config key models.{name}.weights: checkpoint {weights!r} does not exist; "
+                    f"give a local file path, null for the default weights, or {RANDOM_INIT!r}"
+                )
+                if first_only:
+                    return problems
+    datasets = registered_datasets()
+    for name, entry in config["datasets"].items():
+        dataset = datasets[name](**entry.get("options", {}))
+        ok, where = dataset.available()
+        if not ok:
+            problems.append(f"config key datasets.{name}: the data is not here: {where}")
+        elif entry["n"] > dataset.size():
+            problems.append(f"config key datasets.{name}.n: {entry['n']} is larger than the "
+                            f"dataset ({dataset.size()} structures); lower n")
+        if problems and first_only:
+            return problems
+    return problems
 
 
 def study_grid(config: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -130,7 +150,7 @@ def study_grid(config: Mapping[str, Any]) -> dict[str, list[str]]:
     return grid
 
 
-def load_config(path: str | os.PathLike[str], check_sizes: bool = True) -> dict[str, Any]:
+def load_config(path: str | os.PathLike[str], check_inputs: bool = True) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
@@ -139,5 +159,5 @@ def load_config(path: str | os.PathLike[str], check_sizes: bool = True) -> dict[
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
     config = validate_schema(raw)
-    check_config(config, base=Path.cwd(), check_sizes=check_sizes)
+    check_config(config, base=Path.cwd(), check_inputs=check_inputs)
     return config

@@ -6,7 +6,13 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-from matteralign.config import ConfigError, check_config, model_options, study_grid
+from matteralign.config import (
+    ConfigError,
+    check_config,
+    input_problems,
+    model_options,
+    study_grid,
+)
 from matteralign.metrics import PER_MODEL_METRICS
 from matteralign.models import registered_models
 
@@ -23,10 +29,21 @@ ENV_PREFIX = Path(config["envs"]["prefix"])
 if not ENV_PREFIX.is_absolute():
     ENV_PREFIX = BASE / ENV_PREFIX
 
+# A real run needs every checkpoint and dataset before any job starts; a dry run shows the grid
+# anyway (e.g. the paper's study on a login node without the data) and lists what is missing.
+# (the executor, which knows, is set up after the Snakefile is read: look at the command line)
+DRY_RUN = bool(workflow.dryrun) or any(
+    arg in ("--dry-run", "--dryrun")
+    or (arg.startswith("-") and not arg.startswith("--") and arg[1:].isalpha() and "n" in arg)
+    for arg in sys.argv[1:]
+)
 try:
-    check_config(config, base=Path.cwd())
+    check_config(config, base=Path.cwd(), check_inputs=not DRY_RUN)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
+if DRY_RUN:
+    for problem in input_problems(config, base=Path.cwd()):
+        logger.warning(f"dry run only, a real run would stop here: {problem}")
 
 GRID = study_grid(config)
 MODELS = registered_models()
