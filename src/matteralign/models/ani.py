@@ -39,6 +39,7 @@ from matteralign.models.base import (
     cache_dir,
     find_in_site_packages,
     register_model,
+    structure_problem,
 )
 from matteralign.records import Record
 
@@ -151,9 +152,7 @@ class ANI1x(ModelAdapter):
                                           strict=True) if int(z) not in ELEMENTS})
         if other:
             return f"element(s) {','.join(other)} outside ANI-1x's H, C, N, O"
-        if self.max_atoms is not None and len(atoms) > self.max_atoms:
-            return f"{len(atoms)} atoms > max_atoms={self.max_atoms}"
-        return None
+        return structure_problem(atoms, self.max_atoms, partly_periodic_ok=True)
 
     def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-atom last-hidden-layer features (member mean) and ensemble energies (eV), with

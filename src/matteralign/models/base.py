@@ -175,6 +175,18 @@ def get_model(name: str, **kwargs: object) -> ModelAdapter:
     return REGISTRY.get(name)(**kwargs)  # type: ignore[arg-type]
 
 
+def structure_problem(atoms: object, max_atoms: int | None = None,
+                      partly_periodic_ok: bool = False) -> str | None:
+    """The checks every 3D adapter shares (after its own element checks): no partly periodic
+    cell unless the model takes them, and at most ``max_atoms`` atoms."""
+    pbc = atoms.pbc  # type: ignore[attr-defined]
+    if not partly_periodic_ok and pbc.any() and not pbc.all():
+        return "partly periodic structure"
+    if max_atoms is not None and len(atoms) > max_atoms:  # type: ignore[arg-type]
+        return f"{len(atoms)} atoms > max_atoms={max_atoms}"  # type: ignore[arg-type]
+    return None
+
+
 def mean_pool(features: Sequence[np.ndarray]) -> np.ndarray:
     """Mean of each item's per-atom (or per-token) features: [B, D] float32."""
     return np.stack([np.asarray(f, dtype=np.float64).mean(axis=0) for f in features]).astype(

@@ -27,6 +27,7 @@ from matteralign.models.base import (
     ModelAdapter,
     find_in_site_packages,
     register_model,
+    structure_problem,
 )
 from matteralign.records import Record
 
@@ -134,8 +135,9 @@ class CHGNet030(ModelAdapter):
         high = sorted({int(z) for z in atoms.numbers if z > MAX_Z or z < 1})
         if high:
             return f"element(s) Z={high} outside CHGNet's element embedding (Z 1-{MAX_Z})"
-        if self.max_atoms is not None and len(atoms) > self.max_atoms:
-            return f"{len(atoms)} atoms > max_atoms={self.max_atoms}"
+        too_big = structure_problem(atoms, self.max_atoms, partly_periodic_ok=True)
+        if too_big:
+            return too_big
         if len(atoms) == 1 and not atoms.pbc.any():
             return "single isolated atom: CHGNet needs at least one neighbour within 6 A"
         return None

@@ -33,7 +33,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import RANDOM_INIT, EmbedOutput, ModelAdapter, register_model
+from matteralign.models.base import (
+    RANDOM_INIT,
+    EmbedOutput,
+    ModelAdapter,
+    register_model,
+    structure_problem,
+)
 from matteralign.records import Record
 
 #: UMA-S 1.1's backbone (K4L2.yaml with the pretraining run's values substituted)
@@ -141,11 +147,7 @@ class UMASmall11(ModelAdapter):
         high = sorted({int(z) for z in atoms.numbers if z >= 100 or z < 1})
         if high:
             return f"element(s) Z={high} outside UMA's element embedding (Z 1-99)"
-        if atoms.pbc.any() and not atoms.pbc.all():
-            return "partly periodic structure"
-        if self.max_atoms is not None and len(atoms) > self.max_atoms:
-            return f"{len(atoms)} atoms > max_atoms={self.max_atoms}"
-        return None
+        return structure_problem(atoms, self.max_atoms)
 
     def atom_features(self, records: Sequence[Record]) -> list[np.ndarray]:
         import torch

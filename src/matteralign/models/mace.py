@@ -30,7 +30,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import RANDOM_INIT, EmbedOutput, ModelAdapter, register_model
+from matteralign.models.base import (
+    RANDOM_INIT,
+    EmbedOutput,
+    ModelAdapter,
+    register_model,
+    structure_problem,
+)
 from matteralign.records import Record
 
 #: MPtrj's 89 elements: H..Bi (1-83) and Ac..Pu (89-94)
@@ -151,11 +157,7 @@ class MACEMP0Medium(ModelAdapter):
         unknown = sorted({int(z) for z in atoms.numbers} - known)
         if unknown:
             return f"element(s) Z={unknown} outside the model's {len(known)} elements"
-        if atoms.pbc.any() and not atoms.pbc.all():
-            return "partly periodic structure"
-        if self.max_atoms is not None and len(atoms) > self.max_atoms:
-            return f"{len(atoms)} atoms > max_atoms={self.max_atoms}"
-        return None
+        return structure_problem(atoms, self.max_atoms)
 
     def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
         import torch

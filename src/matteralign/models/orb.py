@@ -30,7 +30,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import RANDOM_INIT, EmbedOutput, ModelAdapter, register_model
+from matteralign.models.base import (
+    RANDOM_INIT,
+    EmbedOutput,
+    ModelAdapter,
+    register_model,
+    structure_problem,
+)
 from matteralign.records import Record
 
 
@@ -98,11 +104,7 @@ class OrbV3ConservativeInfOmat(ModelAdapter):
         high = sorted({int(z) for z in atoms.numbers if z > self.max_z or z < 1})
         if high:
             return f"element(s) Z={high} outside Orb's element embedding (Z 1-{self.max_z})"
-        if atoms.pbc.any() and not atoms.pbc.all():
-            return "partly periodic structure"
-        if self.max_atoms is not None and len(atoms) > self.max_atoms:
-            return f"{len(atoms)} atoms > max_atoms={self.max_atoms}"
-        return None
+        return structure_problem(atoms, self.max_atoms)
 
     def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
         import torch

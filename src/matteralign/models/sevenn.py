@@ -28,6 +28,7 @@ from matteralign.models.base import (
     ModelAdapter,
     find_in_site_packages,
     register_model,
+    structure_problem,
 )
 from matteralign.records import Record
 
@@ -144,9 +145,7 @@ class SevenNet0(ModelAdapter):
             else []
         if unknown:
             return f"element(s) Z={unknown} not in {self.weights_label()}'s training elements"
-        if self.max_atoms is not None and len(atoms) > self.max_atoms:
-            return f"{len(atoms)} atoms > max_atoms={self.max_atoms}"
-        return None
+        return structure_problem(atoms, self.max_atoms, partly_periodic_ok=True)
 
     def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-atom last-layer features of each record, and SevenNet's total energies (eV)."""
