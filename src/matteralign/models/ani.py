@@ -38,6 +38,8 @@ from matteralign.models.base import (
     ModelAdapter,
     cache_dir,
     find_in_site_packages,
+    frozen,
+    mean_pool,
     register_model,
     structure_problem,
 )
@@ -135,9 +137,7 @@ class ANI1x(ModelAdapter):
             for module in model.neural_networks.modules():
                 if isinstance(module, torch.nn.Linear):
                     module.reset_parameters()
-        model = model.to(torch.device(self.device)).eval()
-        for param in model.parameters():
-            param.requires_grad_(False)
+        model = frozen(model, self.device)
         self._model = model
 
     def check(self, record: Record) -> str | None:
@@ -195,5 +195,5 @@ class ANI1x(ModelAdapter):
 
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
         feats, energy = self.atom_features(records)
-        embeddings = np.stack([f.mean(axis=0) for f in feats]).astype(np.float32)
+        embeddings = mean_pool(feats)
         return EmbedOutput(embeddings, None if self.weights == RANDOM_INIT else energy)

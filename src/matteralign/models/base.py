@@ -175,6 +175,17 @@ def get_model(name: str, **kwargs: object) -> ModelAdapter:
     return REGISTRY.get(name)(**kwargs)  # type: ignore[arg-type]
 
 
+def frozen(model: object, device: str) -> object:
+    """A torch module on ``device`` in eval mode with every parameter frozen: adapters only
+    read activations, and no autograd graph should be kept for them."""
+    import torch
+
+    model = model.to(torch.device(device)).eval()  # type: ignore[attr-defined]
+    for param in model.parameters():  # type: ignore[attr-defined]
+        param.requires_grad_(False)
+    return model
+
+
 def structure_problem(atoms: object, max_atoms: int | None = None,
                       partly_periodic_ok: bool = False) -> str | None:
     """The checks every 3D adapter shares (after its own element checks): no partly periodic

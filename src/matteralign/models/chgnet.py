@@ -26,6 +26,8 @@ from matteralign.models.base import (
     EmbedOutput,
     ModelAdapter,
     find_in_site_packages,
+    frozen,
+    mean_pool,
     register_model,
     structure_problem,
 )
@@ -97,7 +99,6 @@ class CHGNet030(ModelAdapter):
 
     def _load(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
         from chgnet.model import CHGNet
 
         _seed(self.seed)
@@ -115,9 +116,7 @@ class CHGNet030(ModelAdapter):
         else:
             with quiet:
                 model = CHGNet.from_dict(dct, **kwargs)
-        model = model.to(torch.device(self.device)).eval()
-        for param in model.parameters():
-            param.requires_grad_(False)
+        model = frozen(model, self.device)
         model.atom_conv_layers[-1].register_forward_hook(self._hook)
         self._model = model
 
@@ -170,7 +169,7 @@ class CHGNet030(ModelAdapter):
 
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
         feats, energy = self.atom_features(records)
-        embeddings = np.stack([f.mean(axis=0) for f in feats]).astype(np.float32)
+        embeddings = mean_pool(feats)
         # a randomly initialised network's "energy" means nothing: leave it out
         return EmbedOutput(embeddings, None if self.weights == RANDOM_INIT else energy)
 

@@ -37,6 +37,8 @@ from matteralign.models.base import (
     RANDOM_INIT,
     EmbedOutput,
     ModelAdapter,
+    frozen,
+    mean_pool,
     register_model,
     structure_problem,
 )
@@ -103,9 +105,7 @@ class UMASmall11(ModelAdapter):
             backbone = self.build()
         else:
             backbone = self._from_file(Path(self.weights))
-        backbone = backbone.to(torch.device(self.device)).eval()
-        for param in backbone.parameters():
-            param.requires_grad_(False)
+        backbone = frozen(backbone, self.device)
         self._backbone = backbone
 
     def _from_file(self, path: Path) -> Any:
@@ -169,4 +169,4 @@ class UMASmall11(ModelAdapter):
 
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
         feats = self.atom_features(records)
-        return EmbedOutput(np.stack([f.mean(axis=0) for f in feats]).astype(np.float32))
+        return EmbedOutput(mean_pool(feats))

@@ -34,6 +34,8 @@ from matteralign.models.base import (
     RANDOM_INIT,
     EmbedOutput,
     ModelAdapter,
+    frozen,
+    mean_pool,
     register_model,
     structure_problem,
 )
@@ -115,9 +117,7 @@ class MACEMP0Medium(ModelAdapter):
                 model = self.build()
             else:
                 model = self._from_file(Path(self.weights))
-        model = model.double().to(torch.device(self.device)).eval()
-        for param in model.parameters():
-            param.requires_grad_(False)
+        model = frozen(model.double(), self.device)
         model.products[-1].register_forward_hook(self._hook)
         self._model = model
         from mace.tools import AtomicNumberTable
@@ -181,7 +181,7 @@ class MACEMP0Medium(ModelAdapter):
 
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
         feats, energy = self.atom_features(records)
-        embeddings = np.stack([f.mean(axis=0) for f in feats]).astype(np.float32)
+        embeddings = mean_pool(feats)
         random = not self.weights or self.weights == RANDOM_INIT
         return EmbedOutput(embeddings, None if random else energy)
 

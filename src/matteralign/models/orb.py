@@ -34,6 +34,8 @@ from matteralign.models.base import (
     RANDOM_INIT,
     EmbedOutput,
     ModelAdapter,
+    frozen,
+    mean_pool,
     register_model,
     structure_problem,
 )
@@ -90,9 +92,7 @@ class OrbV3ConservativeInfOmat(ModelAdapter):
         if not self.random:
             state = torch.load(Path(str(self.weights)), map_location="cpu", weights_only=True)
             model.load_state_dict(state, strict=True)
-        model = model.to(torch.device(self.device)).eval()
-        for param in model.parameters():
-            param.requires_grad_(False)
+        model = frozen(model, self.device)
         self._model = model
 
     def check(self, record: Record) -> str | None:
@@ -129,7 +129,7 @@ class OrbV3ConservativeInfOmat(ModelAdapter):
 
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
         feats, energy = self.atom_features(records)
-        embeddings = np.stack([f.mean(axis=0) for f in feats]).astype(np.float32)
+        embeddings = mean_pool(feats)
         return EmbedOutput(embeddings, None if self.random else energy)
 
 

@@ -27,6 +27,8 @@ from matteralign.models.base import (
     EmbedOutput,
     ModelAdapter,
     find_in_site_packages,
+    frozen,
+    mean_pool,
     register_model,
     structure_problem,
 )
@@ -122,9 +124,7 @@ class SevenNet0(ModelAdapter):
         if "force_output" in model._modules:
             model.delete_module_by_key("force_output")
         model.set_is_batch_data(True)
-        model = model.to(torch.device(self.device)).eval()
-        for param in model.parameters():
-            param.requires_grad_(False)
+        model = frozen(model, self.device)
         model._modules[self.hook_module].register_forward_pre_hook(self._hook)
         self._model = model
         self._cutoff = float(checkpoint.config[KEY.CUTOFF])
@@ -173,7 +173,7 @@ class SevenNet0(ModelAdapter):
 
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
         feats, energy = self.atom_features(records)
-        embeddings = np.stack([f.mean(axis=0) for f in feats]).astype(np.float32)
+        embeddings = mean_pool(feats)
         # a randomly initialised network's "energy" means nothing: leave it out
         return EmbedOutput(embeddings, None if self.weights == RANDOM_INIT else energy)
 
