@@ -3,7 +3,10 @@
 On a cluster the workflow's ``conda:`` directives build ``workflow/envs/{family}.yaml`` with
 ``--sdm conda``. Where conda channels are unreachable, :func:`build_env` makes an equivalent
 isolated virtual environment from the same file: the interpreter of the file's ``python=``
-pin (checked against the one at hand) and exactly the file's ``pip:`` requirements.
+pin (checked against the one at hand) and exactly the file's ``pip:`` requirements, then the
+file's post-deploy script when there is one (``{name}.post-deploy.sh`` beside it: Snakemake
+runs the same script after creating a conda env). Post-deploy scripts carry what an env
+file cannot express, e.g. ``pip install --no-deps`` of a wheel whose own pins are ancient.
 A marker file written last records the env file's hash, so a half-built environment is
 rebuilt from scratch and an unchanged one is reused.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +41,7 @@ class EnvSpec:
     pip: list[str]
     conda: list[str]
     sha256: str
+    post_deploy: Path | None = None
 
 
 def read_env_file(path: str | Path) -> EnvSpec:
@@ -61,8 +66,20 @@ def read_env_file(path: str | Path) -> EnvSpec:
         )
     if not pip:
         raise EnvFileError(f"{path}: no `pip:` section to install")
+    post_deploy = post_deploy_script(path)
+    digest = hashlib.sha256(text.encode())
+    if post_deploy is not None:
+        # a changed post-deploy script makes the environment stale, like a changed pin
+        digest.update(post_deploy.read_bytes())
     return EnvSpec(path, str(data.get("name", path.stem)), python, pip, conda,
-                   hashlib.sha256(text.encode()).hexdigest())
+                   digest.hexdigest(), post_deploy)
+
+
+def post_deploy_script(env_file: str | Path) -> Path | None:
+    """``workflow/envs/{family}.post-deploy.sh`` (Snakemake's naming), if present."""
+    env_file = Path(env_file)
+    script = env_file.with_name(env_file.name.rsplit(".", 1)[0] + ".post-deploy.sh")
+    return script if script.exists() else None
 
 
 def env_python(prefix: str | Path) -> Path:
@@ -105,6 +122,14 @@ def build_env(env_file: str | Path, prefix: str | Path, log=print) -> Path:
         subprocess.run([py, "-m", "pip", "install", "--quiet", "-r", reqs.name], check=True)
     finally:
         Path(reqs.name).unlink(missing_ok=True)
+    if spec.post_deploy is not None:
+        log(f"running {spec.post_deploy}")
+        # the same variables a conda activation gives the script under --sdm conda
+        env = {**os.environ, "CONDA_PREFIX": str(prefix),
+               "PATH": f"{prefix / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env.pop("PYTHONHOME", None)
+        subprocess.run(["bash", "-euo", "pipefail", str(spec.post_deploy)], check=True,
+                       env=env)
     freeze = subprocess.run([py, "-m", "pip", "freeze"], check=True, capture_output=True,
                             text=True).stdout.split()
     record = {

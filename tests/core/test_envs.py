@@ -51,3 +51,22 @@ def test_build_reuse_and_rebuild(tmp_path):
     assert marker.stat().st_mtime == mtime
     env.write_text(env.read_text().replace("1.16.0", "1.17.0"))
     assert not is_current(read_env_file(env), prefix)
+
+
+def test_post_deploy_script_runs_in_the_env_and_is_part_of_its_hash(tmp_path):
+    env = tmp_path / "tiny.yaml"
+    env.write_text(yaml.safe_dump({
+        "name": "tiny", "dependencies": ["python=3.11", "pip", {"pip": ["six==1.16.0"]}]}))
+    script = tmp_path / "tiny.post-deploy.sh"
+    # what the real scripts do: a --no-deps install with the environment's own pip
+    script.write_text('python -m pip install --quiet --no-deps "idna==3.10"\n'
+                      'echo "$CONDA_PREFIX" > "$CONDA_PREFIX/deployed-by-script"\n')
+    before = read_env_file(env).sha256
+    assert read_env_file(env).post_deploy == script
+    prefix = tmp_path / "env"
+    marker = build_env(env, prefix, log=lambda *_: None)
+    assert "idna==3.10" in json.loads(marker.read_text())["packages"]
+    assert (prefix / "deployed-by-script").read_text().strip() == str(prefix.absolute())
+    script.write_text(script.read_text() + "# changed\n")
+    assert read_env_file(env).sha256 != before
+    assert not is_current(read_env_file(env), prefix)
