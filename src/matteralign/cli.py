@@ -18,6 +18,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from matteralign.models import registered_models
+    from matteralign.models.base import adapter_options
 
     configured: dict[str, str | None] = {}
     if getattr(args, "config", None):  # read as written: models unknown here are just listed
@@ -29,9 +30,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name, cls in sorted(registered_models().items()):
         site = sorted(Path(args.envs, cls.family).glob("lib/python*/site-packages"))
         rows.append([name, cls.family, cls.modality, cls.layer, cls.weights_name,
-                     cls.weights_status(site, configured.get(name)), cls.license])
+                     cls.weights_status(site, configured.get(name)), cls.license,
+                     ",".join(adapter_options(cls)) or "-"])
     print(_table(rows, ["model", "family", "modality", "embedding layer", "weights",
-                        "weights here", "license"]))
+                        "weights here", "license", "options"]))
     return 0
 
 
@@ -125,7 +127,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from matteralign.embed import embed_dataset
 
     result = embed_dataset(args.model, args.structures, args.out, weights=args.weights,
-                           device=args.device, batch_size=args.batch_size)
+                           device=args.device, batch_size=args.batch_size,
+                           options=json.loads(args.options), sha256=args.sha256)
     print(f"{args.model}: {int(result.valid.sum())}/{len(result.ids)} structures embedded, "
           f"dim {result.embeddings.shape[1]}, weights {result.attrs['weights']}")
     return 0
@@ -210,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="checkpoint path or random-init")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--options", default="{}",
+                   help="the adapter's options as JSON, e.g. '{\"max_atoms\": 200}'")
+    p.add_argument("--sha256", default=None, help="stop unless the weights have this sha256")
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("env", help="model-family environments")

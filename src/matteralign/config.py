@@ -90,6 +90,12 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
             if dataset not in config["datasets"]:
                 raise ConfigError(f"config key models.{name}.datasets: {dataset!r} is not one of "
                                   f"the configured datasets {sorted(config['datasets'])}")
+    from matteralign.models.base import option_problem
+
+    for name in config["models"]:
+        problem = option_problem(name, model_options(config, name).get("options") or {})
+        if problem:
+            raise ConfigError(f"config key models.{name}.options: {problem}")
     grid = study_grid(config)
     for dataset, names in grid.items():
         if len(names) < 2:

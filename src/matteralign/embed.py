@@ -9,11 +9,13 @@ from there. The parts are removed once the final file is written.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -24,11 +26,11 @@ from matteralign.io import (
     EmbeddingFile,
     atomic_h5,
     read_strings,
-    sha256_file,
     strings,
     write_embeddings,
 )
 from matteralign.models import ModelAdapter, get_model
+from matteralign.models.base import check_weights_pin
 from matteralign.provenance import provenance
 from matteralign.records import Record
 
@@ -141,8 +143,9 @@ def _batches(adapter: ModelAdapter, records: Sequence[Record], rows: Sequence[in
     return batches
 
 
-def _fingerprint(adapter: ModelAdapter, dataset_sha256: str) -> str:
-    key = "|".join([adapter.name, adapter.weights_label(), dataset_sha256, str(SHARD_SIZE)])
+def _fingerprint(adapter: ModelAdapter, dataset_sha256: str, options: str) -> str:
+    key = "|".join([adapter.name, adapter.weights_label(), dataset_sha256, str(SHARD_SIZE),
+                    options])
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -154,13 +157,22 @@ def embed_dataset(
     device: str = "cpu",
     batch_size: int | None = None,
     progress: bool = True,
+    options: Mapping[str, Any] | None = None,
+    sha256: str | None = None,
 ) -> EmbeddingFile:
     """Embed every structure of ``structures`` with ``model``; write and return the result.
 
     Structures the model cannot take (no input of its modality, unsupported elements, a
     failure inside the model) are kept as invalid rows with the reason in ``errors``.
+    ``options`` go to the adapter (e.g. ``max_atoms``, ``allow_pickle``,
+    ``trust_remote_code``); ``sha256`` pins the weights file: a different file stops the job
+    before anything is computed.
     """
-    adapter = get_model(model, weights=weights, device=device).load()
+    options = dict(options or {})
+    adapter = get_model(model, weights=weights, device=device, **options)
+    weights_sha256 = check_weights_pin(adapter, sha256)
+    adapter.load()
+    options_json = json.dumps(options, sort_keys=True, default=str)
     records = read_structures(structures)
     data_attrs = read_structure_attrs(structures)
     n = len(records)
@@ -168,7 +180,8 @@ def embed_dataset(
     todo = [i for i, reason in enumerate(reasons) if not reason]
     batch = batch_size or adapter.batch_size
     parts = Path(f"{output}.parts")
-    fingerprint = _fingerprint(adapter, str(data_attrs.get("dataset_sha256", "")))
+    fingerprint = _fingerprint(adapter, str(data_attrs.get("dataset_sha256", "")),
+                               options_json)
     result = _Shard()
     bar = tqdm(total=len(todo), desc=adapter.name, unit="struct", file=sys.stderr,
                disable=not progress, mininterval=2.0)
@@ -206,14 +219,14 @@ def embed_dataset(
     for i, reason in result.errors.items():
         reasons[i] = reason
     valid = np.array([i in result.vectors for i in range(n)])
-    weights_file = adapter.weights_path()
     attrs = {
         "model": adapter.name,
         "family": adapter.family,
         "modality": adapter.modality,
         "architecture": adapter.architecture,
         "weights": adapter.weights_label(),
-        "weights_sha256": sha256_file(weights_file) if weights_file else "",
+        "weights_sha256": weights_sha256,
+        "options": options_json,
         "random_init": adapter.weights_label() == "random-init",
         "layer": adapter.layer,
         "pooling": adapter.pooling,

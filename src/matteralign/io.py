@@ -95,6 +95,13 @@ def sha256_arrays(*arrays: np.ndarray) -> str:
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes; of a directory (e.g. a Hugging Face checkpoint folder), the
+    sha256 of its sorted ``relative/path  file-sha256`` lines, so one value pins the folder."""
+    if os.path.isdir(path):
+        root = Path(path)
+        lines = [f"{f.relative_to(root).as_posix()}  {sha256_file(f)}\n"
+                 for f in sorted(root.rglob("*")) if f.is_file()]
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):

@@ -58,11 +58,32 @@ def study(tmp_path_factory):
         "models": {m: {} for m in MODELS},
         "metrics": {"names": METRICS, "k": 5},
     }
+    # options and a weights pin travel from the config entry to the job
+    config["models"]["chgnet-0.3.0"] = {"options": {"max_atoms": 20}}
+    config["models"]["sevennet-0"] = {"sha256": sevennet_sha256()}
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     proc = snakemake(path)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return path, work / "results"
+
+
+def sevennet_sha256() -> str:
+    from matteralign.io import sha256_file
+    from matteralign.models import registered_models
+
+    site = next((ROOT / ".envs" / "sevenn").glob("lib/python3*/site-packages"))
+    return sha256_file(site / registered_models()["sevennet-0"].weights_in_package)
+
+
+def test_model_options_and_pins_reach_the_jobs(study):
+    _, results = study
+    with h5py.File(results / "qm9" / "embeddings" / "chgnet-0.3.0.h5") as handle:
+        assert handle.attrs["options"] == '{"max_atoms": 20}'
+        errors = [e.decode() for e in handle["errors"][()]]
+    assert any("atoms > max_atoms=20" in e for e in errors)
+    with h5py.File(results / "qm9" / "embeddings" / "sevennet-0.h5") as handle:
+        assert handle.attrs["weights_sha256"] == sevennet_sha256()
 
 
 def test_every_target_exists(study):

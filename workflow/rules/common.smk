@@ -100,6 +100,16 @@ def weights_arg(wildcards):
     return f"--weights {shlex.quote(str(weights))}" if weights else ""
 
 
+def options_arg(wildcards):
+    entry = model_options(config, wildcards.model)
+    args = []
+    if entry.get("options"):
+        args.append(f"--options {shlex.quote(json.dumps(entry['options'], sort_keys=True))}")
+    if entry.get("sha256"):
+        args.append(f"--sha256 {entry['sha256']}")
+    return " ".join(args)
+
+
 def batch_arg(wildcards):
     batch = model_options(config, wildcards.model).get("batch_size")
     return f"--batch-size {batch}" if batch else ""

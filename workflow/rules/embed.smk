@@ -11,6 +11,7 @@ rule embed:
         python=model_python,
         weights=weights_arg,
         batch=batch_arg,
+        options=options_arg,
         device=DEVICE,
     log:
         f"{RESULTS}/logs/embed/{{dataset}}/{{model}}.log",
@@ -28,4 +29,5 @@ rule embed:
     shell:
         "{RUN} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 {params.python} -m matteralign embed"
         " {wildcards.model} --structures {input.structures} --out {output}"
-        " --device {params.device} {params.weights} {params.batch} > {log} 2>&1"
+        " --device {params.device} {params.weights} {params.batch}"
+        " {params.options} > {log} 2>&1"

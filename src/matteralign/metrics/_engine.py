@@ -123,10 +123,10 @@ def run_engine(
             gram = None
             if needs.knn:
                 gram = x[r0:r1] @ x.T
-                scores = gram.clone() if be.kind == "torch" else gram.copy()
-                scores[local, rows] = -math.inf  # self excluded by index, not by value
-                idx = topk_largest(be, scores, k)
-                del scores
+                # self excluded by index, not by value; the diagonal is not needed again:
+                # the distance block below overwrites it with 0
+                gram[local, rows] = -math.inf
+                idx = topk_largest(be, gram, k)
                 keys[m][r0 * k : r1 * k] = (rows[:, None] * n + idx).reshape(-1)
                 vals[m][r0 * k : r1 * k] = be.take_rows(gram, idx).reshape(-1)
             if not needs.dist:

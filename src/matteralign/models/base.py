@@ -15,7 +15,7 @@ import os
 import sys
 import sysconfig
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -171,8 +171,63 @@ register_model = REGISTRY.register
 registered_models = REGISTRY.all
 
 
+class WeightsMismatch(RuntimeError):
+    """A checkpoint's sha256 differs from the one pinned in the config."""
+
+
+def adapter_options(cls: type[ModelAdapter]) -> list[str]:
+    """The keyword options an adapter takes besides ``weights`` and ``device`` (what a config
+    entry's ``options`` may set)."""
+    import inspect
+
+    names = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        for param in inspect.signature(vars(klass)["__init__"]).parameters.values():
+            if param.name in ("self", "weights", "device") or param.kind in (
+                    param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            if param.name not in names:
+                names.append(param.name)
+        break  # the most derived __init__ is the one that is called
+    return names
+
+
+def option_problem(name: str, options: Mapping[str, object]) -> str | None:
+    """Why ``options`` cannot go to model ``name`` (an unknown key), or None."""
+    accepted = adapter_options(REGISTRY.get(name))
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = ", ".join(accepted) if accepted else "no options"
+        return (f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
+                f"it takes: {takes}")
+    return None
+
+
 def get_model(name: str, **kwargs: object) -> ModelAdapter:
-    return REGISTRY.get(name)(**kwargs)  # type: ignore[arg-type]
+    cls = REGISTRY.get(name)
+    problem = option_problem(name, {k: v for k, v in kwargs.items()
+                                    if k not in ("weights", "device")})
+    if problem:
+        raise TypeError(problem)
+    return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def check_weights_pin(adapter: ModelAdapter, sha256: str | None) -> str:
+    """The sha256 of the adapter's weights file ("" without one); raise
+    :class:`WeightsMismatch` when ``sha256`` pins a different file."""
+    from matteralign.io import sha256_file
+
+    path = adapter.weights_path()
+    actual = sha256_file(path) if path is not None else ""
+    if sha256 and actual != sha256.lower():
+        where = str(path) if path is not None else "no weights file (random init)"
+        raise WeightsMismatch(
+            f"model {adapter.name!r}: weights {where} have sha256 {actual or '-'}, but the "
+            f"config pins {sha256.lower()}; use the pinned file or update models."
+            f"{adapter.name}.sha256")
+    return actual
 
 
 def frozen(model: object, device: str) -> object:
