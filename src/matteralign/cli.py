@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -107,6 +108,57 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights_fetch(args: argparse.Namespace) -> int:
+    """Download a model's weights into the cache with its package's own download function."""
+    import subprocess
+
+    from matteralign.io import sha256_file
+    from matteralign.models import RANDOM_INIT, get_model, registered_models
+    from matteralign.models.base import cache_dir
+
+    models = registered_models()
+    if args.model not in models:
+        raise KeyError(f"unknown model {args.model!r}; registered: {', '.join(sorted(models))}")
+    cls = models[args.model]
+    dest = Path(args.dest) if args.dest else cache_dir() / "weights"
+    if args.in_env:  # second step, inside the family environment
+        dest.mkdir(parents=True, exist_ok=True)
+        path = get_model(args.model, weights=RANDOM_INIT).fetch_weights(dest)
+        print(path)
+        return 0
+    if cls.weights_in_package:
+        print(f"{args.model}: its weights ship inside the wheel of its environment "
+              f"(.envs/{cls.family}, {cls.weights_in_package}); nothing to fetch")
+        return 0
+    if cls.weights_source is None:
+        what = "needs no weights" if cls.weights_name != RANDOM_INIT else \
+            "has no known download"
+        print(f"{args.model} {what}; nothing to fetch")
+        return 0
+    if not _reachable(cls.weights_source):
+        host = cls.weights_source.split("/")[2]
+        raise FileNotFoundError(
+            f"{args.model}: no network connection ({host} unreachable), so nothing was "
+            f"downloaded. On a machine with internet run `matteralign weights fetch "
+            f"{args.model}` and copy {dest}/{args.model}* here (same path), or download "
+            f"{cls.weights_source} yourself and set models.{args.model}.weights to the file")
+    python = Path(args.envs) / cls.family / "bin" / "python"
+    if not python.exists():
+        raise FileNotFoundError(f"{python} missing: build the {cls.family} environment first "
+                                f"(matteralign env build workflow/envs/{cls.family}.yaml "
+                                f"--prefix {Path(args.envs) / cls.family})")
+    proc = subprocess.run([str(python), "-m", "matteralign", "weights", "fetch", args.model,
+                           "--dest", str(dest), "--in-env"], capture_output=True, text=True,
+                          env={**os.environ,
+                               "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    if proc.returncode != 0:
+        raise FileNotFoundError(f"{args.model}: download failed:\n{proc.stderr[-2000:]}")
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    print(f"{path}\nsha256 {sha256_file(path)}\nused by default from now on; pin it with "
+          f"models.{args.model}.sha256 in the config")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from matteralign.config import load_config, study_grid
 
@@ -191,6 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dest", default=None, help="folder to download into (data/NAME)")
     f.add_argument("--ids", default=None, help="rcsb-pdb: comma-separated PDB ids")
     f.set_defaults(func=cmd_data_fetch)
+
+    p = sub.add_parser("weights", help="model weights")
+    weights_sub = p.add_subparsers(dest="weights_command", required=True)
+    f = weights_sub.add_parser("fetch", help="download a model's weights into the cache "
+                               "(fails at once when offline)")
+    f.add_argument("model")
+    f.add_argument("--dest", default=None, help="folder (default ~/.cache/matteralign/weights)")
+    f.add_argument("--envs", default=".envs", help="folder of the local family environments")
+    f.add_argument("--in-env", action="store_true", help=argparse.SUPPRESS)
+    f.set_defaults(func=cmd_weights_fetch)
 
     p = sub.add_parser("check-config", help="validate a study configuration")
     p.add_argument("config")

@@ -65,9 +65,16 @@ class ModelAdapter(ABC):
     #: how the structure is deterministically rendered: no random state inside models
     produces_energy: ClassVar[bool] = False
 
+    #: where ``matteralign weights fetch`` downloads the weights from (None: nothing to fetch)
+    weights_source: ClassVar[str | None] = None
+
     def __init__(self, weights: str | None = None, device: str = "cpu") -> None:
-        """``weights``: None for the default (shipped) weights, a local checkpoint path, or
-        ``"random-init"`` for the real architecture with random parameters."""
+        """``weights``: None for the default weights (shipped in the wheel, else fetched into
+        the cache by ``matteralign weights fetch``, else random init), a local checkpoint
+        path, or ``"random-init"`` for the real architecture with random parameters."""
+        if weights is None and not self.weights_in_package:
+            cached = self.cached_weights()
+            weights = str(cached) if cached is not None else None
         self.weights = weights
         self.device = device
         self._loaded = False
@@ -134,12 +141,24 @@ class ModelAdapter(ABC):
             if find_in_site_packages(cls.weights_in_package, site_packages) is not None:
                 return "shipped"
             return f"missing (build .envs/{cls.family})"
-        cached = sorted((cache_dir() / "weights").glob(f"{cls.name}*"))
-        if cached:
-            return f"cached: {cached[0]}"
+        cached = cls.cached_weights()
+        if cached is not None:
+            return f"cached: {cached}"
         if cls.weights_name == RANDOM_INIT:
             return RANDOM_INIT
         return "none needed"
+
+    @classmethod
+    def cached_weights(cls) -> Path | None:
+        """``cache_dir()/weights/{name}`` or ``{name}.*`` (what ``weights fetch`` writes)."""
+        folder = cache_dir() / "weights"
+        found = sorted(folder.glob(f"{cls.name}.*")) + sorted(folder.glob(cls.name))
+        return found[0] if found else None
+
+    def fetch_weights(self, dest: Path) -> Path:
+        """Download the weights with the model package's own download function into
+        ``dest`` (a file ``{name}.EXT`` or a folder ``{name}``); runs in the family env."""
+        raise NotImplementedError(f"model {self.name!r} has no download recipe")
 
     @classmethod
     def weights_available(cls, site_packages: Sequence[Path] = ()) -> bool:

@@ -73,6 +73,7 @@ class ESM2T33(ModelAdapter):
     seed: ClassVar[int] = 0
     #: the published checkpoint this architecture is (for ``matteralign weights fetch``)
     hub_id: ClassVar[str] = "facebook/esm2_t33_650M_UR50D"
+    weights_source = "https://huggingface.co/facebook/esm2_t33_650M_UR50D"
     size: ClassVar[dict[str, int]] = {}
 
     def __init__(self, weights: str | None = None, device: str = "cpu",
@@ -93,6 +94,18 @@ class ESM2T33(ModelAdapter):
                 if (path / candidate).exists():
                     return path / candidate
         return path
+
+    def fetch_weights(self, dest: Path) -> Path:
+        """transformers' own download (``from_pretrained``), saved as a checkpoint folder
+        ``dest/{name}`` that this adapter loads by default from then on."""
+        from transformers import EsmModel, EsmTokenizer
+
+        target = dest / self.name
+        tmp = dest / f".{self.name}.tmp{os.getpid()}"
+        EsmModel.from_pretrained(self.hub_id, add_pooling_layer=False).save_pretrained(tmp)
+        EsmTokenizer.from_pretrained(self.hub_id).save_pretrained(tmp)
+        tmp.replace(target)
+        return target
 
     def config(self) -> Any:
         from transformers import EsmConfig
@@ -175,5 +188,6 @@ class ESM2T6(ESM2T33):
                     "positions (transformers EsmModel)")
     batch_size = 32
     hub_id = "facebook/esm2_t6_8M_UR50D"
+    weights_source = "https://huggingface.co/facebook/esm2_t6_8M_UR50D"
     size = {"hidden_size": 320, "num_hidden_layers": 6, "num_attention_heads": 20,
             "intermediate_size": 1280}
