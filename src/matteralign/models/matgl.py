@@ -92,6 +92,18 @@ class M3GNetMatPESPBE(ModelAdapter):
     def random(self) -> bool:
         return not self.weights or self.weights == RANDOM_INIT
 
+    weights_source = "https://huggingface.co/materialyze"
+
+    def fetch_weights(self, dest: Path) -> Path:
+        """matgl's own ``load_model`` (Hugging Face download), saved as a model folder."""
+        import matgl
+
+        target = dest / self.name
+        tmp = dest / f".{self.name}.tmp{os.getpid()}"
+        matgl.load_model(self.hub_id.split()[0]).save(tmp)
+        tmp.replace(target)
+        return target
+
     def weights_path(self) -> Path | None:
         """The checkpoint's ``state.pt`` (the weights), for hashing."""
         if self.random:

@@ -27,6 +27,7 @@ forces). License: MIT (mattersim code and MatterSim v1 weights).
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,6 +99,20 @@ class MatterSimV1_1M(ModelAdapter):  # noqa: N801 - the model's own name
         if checkpoint.get("model_name", "m3gnet") != "m3gnet" or "model" not in checkpoint:
             raise ValueError(f"{path}: not a MatterSim M3Gnet checkpoint")
         return checkpoint
+
+    weights_source = "https://raw.githubusercontent.com/microsoft/mattersim/main/"
+
+    def fetch_weights(self, dest: Path) -> Path:
+        """MatterSim's own ``download_checkpoint`` into ``dest/{name}.pth``."""
+        from mattersim.utils.download_utils import download_checkpoint
+
+        filename = self.hub_id.split()[0]
+        tmp = dest / f".{self.name}.tmp{os.getpid()}"
+        download_checkpoint(filename, save_folder=str(tmp))
+        target = dest / f"{self.name}.pth"
+        (tmp / filename).replace(target)
+        tmp.rmdir()
+        return target
 
     def _load(self) -> None:
         import torch
