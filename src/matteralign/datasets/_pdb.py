@@ -4,6 +4,15 @@ Parsing uses gemmi (imported inside the functions: the registry imports every da
 The unit is the *first protein chain* of an entry (the first chain, in file order, whose polymer
 is a peptide of at least :data:`MIN_RESIDUES` residues): one record per PDB entry, so the same
 protein is never counted twice through the copies of a homo-oligomer.
+
+Besides symbols and positions, a record's ``atoms`` carries per-atom PDB annotations in
+``atoms.arrays`` (written to and read from structures.h5 by :mod:`matteralign.datasets.store`),
+for models that read residues rather than atoms (ProteinMPNN's N, CA, C, O backbone):
+
+- ``atom_name``: the PDB atom name (``"N"``, ``"CA"``, ``"OXT"``, ``"HB2"``, ...);
+- ``residue_index``: the atom's residue as a 0-based position in ``Record.sequence``;
+- ``residue_number``: the author residue number of the file (gaps in it are chain breaks or
+  unmodelled residues; an insertion code repeats the number).
 """
 
 from __future__ import annotations
@@ -104,7 +113,10 @@ def chain_record(record_id: str, pdb_id: str, structure: gemmi.Structure) -> Rec
     chain_name, residues = first_protein_chain(structure)
     symbols: list[str] = []
     positions: list[tuple[float, float, float]] = []
-    for residue in residues:
+    atom_names: list[str] = []
+    residue_index: list[int] = []
+    residue_number: list[int] = []
+    for index, residue in enumerate(residues):
         for atom in residue:
             symbol = atom.element.name
             if symbol == "D":  # deuterium (neutron structures) is hydrogen to every model
@@ -118,10 +130,16 @@ def chain_record(record_id: str, pdb_id: str, structure: gemmi.Structure) -> Rec
                                  f"{residue.seqid}")
             symbols.append(symbol)
             positions.append((atom.pos.x, atom.pos.y, atom.pos.z))
+            atom_names.append(atom.name)
+            residue_index.append(index)
+            residue_number.append(residue.seqid.num)
     coordinates = np.asarray(positions, dtype=np.float64)
     if not np.isfinite(coordinates).all():
         raise ValueError("coordinates are not all finite")
     atoms = Atoms(symbols=symbols, positions=coordinates, pbc=False)
+    atoms.new_array("atom_name", np.asarray(atom_names, dtype=str))
+    atoms.new_array("residue_index", np.asarray(residue_index, dtype=np.int32))
+    atoms.new_array("residue_number", np.asarray(residue_number, dtype=np.int32))
     sequence = "".join(one_letter(residue.name) for residue in residues)
     properties = {
         "n_residues": float(len(sequence)),

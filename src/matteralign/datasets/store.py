@@ -17,6 +17,17 @@ import numpy as np
 from matteralign.io import atomic_h5, read_attrs, read_strings, set_attrs, sha256_arrays, strings
 from matteralign.records import Record
 
+#: Optional per-atom annotations (``Atoms.arrays`` key -> (dtype kind, fill value for atoms
+#: of records without it)): PDB atom names and residue numbering of protein chains (see
+#: :mod:`matteralign.datasets._pdb`). A file holds one of these columns only when some record
+#: has the array, so molecule and crystal datasets keep their columns and dataset hash.
+_ABSENT = int(np.iinfo(np.int32).min)
+ATOM_ARRAYS: dict[str, tuple[str, object]] = {
+    "atom_name": ("S", b""),
+    "residue_index": ("i", _ABSENT),
+    "residue_number": ("i", _ABSENT),
+}
+
 
 def _columns(records: Sequence[Record]) -> dict[str, np.ndarray]:
     n_atoms = np.array([len(r.atoms) if r.atoms is not None else 0 for r in records], np.int64)
@@ -49,6 +60,26 @@ def _columns(records: Sequence[Record]) -> dict[str, np.ndarray]:
     }
 
 
+def _atom_arrays(records: Sequence[Record]) -> dict[str, np.ndarray]:
+    """The optional per-atom columns some record has, concatenated like ``positions``
+    (atoms of records without the array get the fill value)."""
+    present = [r.atoms for r in records if r.atoms is not None]
+    columns = {}
+    for key, (kind, fill) in ATOM_ARRAYS.items():
+        if not any(key in atoms.arrays for atoms in present):
+            continue
+        parts = []
+        for atoms in present:
+            if key in atoms.arrays:
+                values = np.asarray(atoms.arrays[key])
+                parts.append(np.char.encode(values.astype(str), "ascii") if kind == "S"
+                             else values.astype(np.int32))
+            else:
+                parts.append(np.full(len(atoms), fill, dtype="S1" if kind == "S" else np.int32))
+        columns[key] = np.concatenate(parts)
+    return columns
+
+
 def write_structures(
     path: str | os.PathLike[str], records: Sequence[Record], attrs: Mapping[str, Any]
 ) -> str:
@@ -59,11 +90,18 @@ def write_structures(
         key: np.array([r.properties.get(key, np.nan) for r in records], np.float64)
         for key in names
     }
-    digest = sha256_arrays(*columns.values(), *(props[k] for k in names), np.array(names, object))
+    extra = _atom_arrays(records)
+    # the optional columns join the hash only where present: older datasets keep theirs
+    digest = sha256_arrays(*columns.values(), *(props[k] for k in names), np.array(names, object),
+                           *(np.array([k], object) for k in extra), *extra.values())
     with atomic_h5(path) as handle:
         for key, column in columns.items():
             data = strings(list(column)) if column.dtype == object else column
             handle.create_dataset(key, data=data)
+        if extra:
+            group = handle.create_group("atom_arrays")
+            for key, column in extra.items():
+                group.create_dataset(key, data=column)
         group = handle.create_group("properties")
         for key, values in props.items():
             group.create_dataset(key, data=values)
@@ -89,6 +127,8 @@ def read_structures(path: str | os.PathLike[str]) -> list[Record]:
         sequence = read_strings(handle["sequence"])
         text = read_strings(handle["text"])
         props = {key: handle["properties"][key][()] for key in handle["properties"]}
+        extra = {key: handle["atom_arrays"][key][()] for key in handle.get("atom_arrays", {})
+                 if key in ATOM_ARRAYS}
     offsets = np.concatenate([[0], np.cumsum(n_atoms)])
     records = []
     for i, record_id in enumerate(ids):
@@ -100,6 +140,12 @@ def read_structures(path: str | os.PathLike[str]) -> list[Record]:
             atoms.info["charge"] = float(charge[i])
             if not np.isnan(spin[i]):
                 atoms.info["spin"] = float(spin[i])
+            for key, column in extra.items():
+                values = column[lo:hi]
+                if (values == ATOM_ARRAYS[key][1]).all():
+                    continue  # the fill value throughout: this record had no such array
+                atoms.new_array(key, np.char.decode(values, "ascii") if values.dtype.kind == "S"
+                                else values.astype(np.int32))
         records.append(
             Record(
                 id=record_id,
