@@ -14,7 +14,14 @@ from tests.conftest import ROOT
 
 DEFAULT_STUDY = {
     "chgnet-0.3.0": ("chgnet", "atoms"),
+    "chgnet-0.2.0": ("chgnet", "atoms"),
     "sevennet-0": ("sevenn", "atoms"),
+    "sevennet-0-22may2024": ("sevenn", "atoms"),
+    "ani-1x": ("ani", "atoms"),
+    "cgcnn-formation-energy": ("cgcnn", "atoms"),
+    "proteinmpnn-v48-020": ("protein", "atoms"),
+    "minimol": ("minimol", "smiles"),
+    "rxnfp-bert-ft": ("smiles", "smiles"),
     "minilm-l6-v2": ("text", "text"),
     "morgan-fp": ("baseline", "smiles"),
     "composition": ("baseline", "atoms"),
@@ -26,6 +33,10 @@ MODELS = registered_models()
 
 
 def test_default_study_models_are_registered():
+    import yaml
+
+    configured = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["models"]
+    assert set(configured) == set(DEFAULT_STUDY)
     for name, (family, modality) in DEFAULT_STUDY.items():
         assert name in MODELS, name
         assert (MODELS[name].family, MODELS[name].modality) == (family, modality)
