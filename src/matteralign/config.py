@@ -113,10 +113,19 @@ def input_problems(config: Mapping[str, Any], base: Path | None = None,
                    first_only: bool = False) -> list[str]:
     """Missing checkpoints, missing data and N larger than a dataset, one message each."""
     from matteralign.datasets import registered_datasets
+    from matteralign.models import registered_models
 
+    models = registered_models()
     problems: list[str] = []
     for name in config["models"]:
         weights = model_options(config, name).get("weights")
+        if models[name].requires_checkpoint and (not weights or weights == RANDOM_INIT) \
+                and models[name].cached_weights() is None:
+            problems.append(f"config key models.{name}.weights: {name} has no random-init "
+                            "variant (its architecture comes with the checkpoint); give a "
+                            "local checkpoint path")
+            if first_only:
+                return problems
         if weights and weights != RANDOM_INIT:
             path = Path(weights) if base is None else base / weights
             if not path.exists():

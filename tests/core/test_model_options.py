@@ -97,3 +97,15 @@ def test_options_reach_the_adapter_and_are_recorded(tmp_path):
     result = embed_dataset("composition", structures, tmp_path / "c.h5", progress=False)
     assert read_embeddings(tmp_path / "c.h5").attrs["options"] == "{}"
     assert result.valid.all()
+
+
+def test_a_model_without_random_init_needs_a_checkpoint_before_any_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATTERALIGN_CACHE", str(tmp_path / "cache"))
+    cls = registered_models()["molformer-xl-both-10pct"]
+    assert cls.requires_checkpoint
+    assert cls.weights_status().startswith("missing: needs a local checkpoint")
+    assert cls.weights_status((), "random-init").startswith("missing: needs a local checkpoint")
+    config = load_config(ROOT / "config" / "config.yaml", check_inputs=False)
+    config["models"]["molformer-xl-both-10pct"] = {"options": {"trust_remote_code": True}}
+    with pytest.raises(ConfigError, match="molformer-xl-both-10pct has no random-init variant"):
+        check_config(config, check_inputs=True)

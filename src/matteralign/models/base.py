@@ -65,6 +65,9 @@ class ModelAdapter(ABC):
     #: how the structure is deterministically rendered: no random state inside models
     produces_energy: ClassVar[bool] = False
 
+    #: no random-init variant (the architecture itself comes with the checkpoint, e.g. remote
+    #: code): a checkpoint must be configured or fetched
+    requires_checkpoint: ClassVar[bool] = False
     #: where ``matteralign weights fetch`` downloads the weights from (None: nothing to fetch)
     weights_source: ClassVar[str | None] = None
 
@@ -132,9 +135,9 @@ class ModelAdapter(ABC):
         checkpoint), ``shipped`` (inside the family env's wheel), ``cached: PATH`` (under
         ``cache_dir()/weights``), ``random-init`` (none obtainable offline), ``none needed``
         (baselines) or ``missing ...``."""
-        if configured == RANDOM_INIT:
+        if configured == RANDOM_INIT and not cls.requires_checkpoint:
             return RANDOM_INIT
-        if configured:
+        if configured and configured != RANDOM_INIT:
             return f"local: {configured}" if Path(configured).exists() else \
                 f"missing: {configured}"
         if cls.weights_in_package:
@@ -144,6 +147,8 @@ class ModelAdapter(ABC):
         cached = cls.cached_weights()
         if cached is not None:
             return f"cached: {cached}"
+        if cls.requires_checkpoint:
+            return "missing: needs a local checkpoint (weights: PATH)"
         if cls.weights_name == RANDOM_INIT:
             return RANDOM_INIT
         return "none needed"

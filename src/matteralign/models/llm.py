@@ -360,9 +360,4 @@ class CausalLMPrompted(_PromptedLM):
     weights_name = RANDOM_INIT
     license = "that of the configured checkpoint; Apache-2.0 (transformers)"
 
-    @classmethod
-    def weights_status(cls, site_packages: Sequence[Path] = (),
-                       configured: str | None = None) -> str:
-        if configured and configured != RANDOM_INIT:
-            return super().weights_status(site_packages, configured)
-        return "missing: needs a local checkpoint directory (weights: DIR)"
+    requires_checkpoint = True

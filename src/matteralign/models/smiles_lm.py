@@ -466,13 +466,7 @@ class MoLFormerXL(_SmilesLM):
         super().__init__(weights=weights, device=device)
         self.trust_remote_code = trust_remote_code
 
-    @classmethod
-    def weights_status(cls, site_packages: Sequence[Path] = (),
-                       configured: str | None = None) -> str:
-        if configured and configured != RANDOM_INIT:
-            return super().weights_status(site_packages, configured)
-        return "missing: needs a local checkpoint directory (weights: DIR, options: " \
-               "{trust_remote_code: true})"
+    requires_checkpoint = True
 
     def _load(self) -> None:
         directory = self.local_dir()
