@@ -157,3 +157,123 @@ print(json.dumps({"members": len(h_rows), "layer": layer, "dim": int(feats[0].sh
 def test_invariances(family_env):
     """Molecules: batch = one-by-one, deterministic, atom order, rotation and translation."""
     assert_invariant(invariances(family_env(FAMILY), MODEL, kinds=("molecule",)))
+
+
+# -- ANI-2x: the real architecture at random init (its weights download) -----------------------
+ANI2X, DIM2X = "ani-2x", 864
+
+
+def test_ani2x_architecture_layer_and_checkpoint(family_env, tmp_path):
+    """ANI-2x's AEV (the generator reproduces the shipped ANI-1x NeuroChem constants, and gives
+    2x's 1008-d AEV), its element networks and order, per-element blocks of the last hidden
+    layer, random init without energy, a state_dict round trip (with energies), the wheel's
+    empty ani-2x_8x placeholder refused, and the masking reasons."""
+    code = """
+import json, os, numpy as np, torch
+from ase import Atoms
+from ase.build import bulk, molecule
+from torchani.aev import AEVComputer
+from torchani.neurochem import Constants
+from matteralign.models import get_model
+from matteralign.records import Record
+one = get_model("ani-1x").load()
+shipped = Constants(str(one.ensemble_dir() / one.const_file))
+mine = AEVComputer.cover_linearly(5.2, 3.5, 16.0, 8.0, 16, 4, 32.0, 8, 4)
+gen = max(float((getattr(mine, k).flatten() - shipped[k].flatten()).abs().max())
+          for k in ("EtaR", "ShfR", "EtaA", "Zeta", "ShfA", "ShfZ"))
+a = get_model("ani-2x").load()
+m = a._model
+aev = m.aev_computer
+nets = {s: [(l.in_features, l.out_features) for l in net if isinstance(l, torch.nn.Linear)]
+        for s, net in m.neural_networks[0].items()}
+acts = {type(l).__name__ + str(getattr(l, "alpha", "")) for net in m.neural_networks[0].values()
+        for l in net if not isinstance(l, torch.nn.Linear)}
+records = [Record(id=n, atoms=molecule(n)) for n in ("CH4", "SO2", "CF4", "CH3Cl", "C6H6")]
+out = a.embed_batch(records)
+feats, _ = a.atom_features(records[:1])
+seen = {}
+hooks = [net[-1].register_forward_pre_hook(
+            lambda mod, i, s=s: seen.setdefault(s, []).append(i[0].detach().double()))
+         for member in m.neural_networks for s, net in member.items()]
+a.atom_features(records[:1])
+for h in hooks:
+    h.remove()
+mean_c = torch.stack(seen["C"]).mean(0).numpy()[0]
+mean_h = torch.stack(seen["H"]).mean(0).numpy()
+layer = max(float(np.abs(feats[0][0, 160:320] - mean_c).max()),
+            float(np.abs(feats[0][1:, 0:160] - mean_h).max()))
+outside = float(np.abs(np.delete(feats[0], np.s_[160:320], axis=1)[0]).max()
+                + np.abs(feats[0][1:, 160:]).max())
+state = os.path.join(TMP, "ani2x.pt")
+torch.save(m.state_dict(), state)
+again = get_model("ani-2x", weights=state).load().embed_batch(records)
+try:
+    get_model("ani-2x", weights=str(one.ensemble_dir().parent / "ani-2x_8x")).load()
+    placeholder = ""
+except ValueError as error:
+    placeholder = str(error)
+print(json.dumps({
+    "gen": gen, "aev_len": aev.aev_length, "rcr": aev.Rcr, "rca": aev.Rca,
+    "etar": aev.EtaR.flatten().tolist(), "etaa": aev.EtaA.flatten().tolist(),
+    "zeta": aev.Zeta.flatten().tolist(), "shfr": aev.ShfR.flatten().tolist(),
+    "shfa": aev.ShfA.flatten().tolist(), "shfz": aev.ShfZ.flatten().tolist(),
+    "nets": nets, "acts": sorted(acts), "members": len(m.neural_networks),
+    "order": list(m.neural_networks[0].keys()), "shape": list(out.embeddings.shape),
+    "energy": out.energy, "layer": layer, "outside": outside,
+    "state": float(np.abs(again.embeddings - out.embeddings).max()),
+    "state_energy": [float(e) for e in again.energy], "placeholder": placeholder,
+    "label": a.weights_label(), "path": a.weights_path(),
+    "mask_si": a.check(Record(id="SiH4", atoms=molecule("SiH4"))),
+    "mask_p": a.check(Record(id="PH3", atoms=molecule("PH3"))),
+    "mask_pbc": a.check(Record(id="Si", atoms=bulk("Si", "diamond", a=5.43))),
+    "mask_none": [a.check(r) for r in records]}))
+""".replace("TMP", repr(str(tmp_path)))
+    r = json.loads(run_in_env(family_env(FAMILY), code).strip().splitlines()[-1])
+    assert r["gen"] < 1e-6  # torchani's linear cover reproduces the NeuroChem constants file
+    assert r["aev_len"] == 1008 and (r["rcr"], r["rca"]) == (5.1, 3.5)
+    assert np.allclose(r["etar"], [19.7]) and np.allclose(r["etaa"], [12.5])
+    assert np.allclose(r["zeta"], [14.1])
+    assert np.allclose(r["shfr"], 0.8 + 0.26875 * np.arange(16), atol=1e-6)
+    assert np.allclose(r["shfa"], 0.8 + 0.3375 * np.arange(8), atol=1e-6)
+    assert np.allclose(r["shfz"], np.pi / 8 * (1 + 2 * np.arange(4)), atol=1e-6)
+    widths = {"H": (256, 192, 160), "C": (224, 192, 160), "N": (192, 160, 128),
+              "O": (192, 160, 128), "S": (160, 128, 96), "F": (160, 128, 96),
+              "Cl": (160, 128, 96)}
+    for symbol, hidden in widths.items():
+        sizes = (1008, *hidden, 1)
+        assert r["nets"][symbol] == [list(p) for p in zip(sizes[:-1], sizes[1:], strict=True)]
+    assert r["acts"] == ["CELU0.1"] and r["members"] == 8
+    assert r["order"] == ["H", "C", "N", "O", "S", "F", "Cl"]
+    assert r["shape"] == [5, DIM2X] and r["energy"] is None
+    assert r["layer"] < 1e-6 and r["outside"] == 0.0
+    assert r["state"] == 0.0
+    assert all(np.isfinite(r["state_energy"]))  # a loaded checkpoint reports energies
+    assert "placeholder" in r["placeholder"]
+    assert r["label"] == "random-init" and r["path"] is None
+    assert "Si outside ANI-2x's H, C, N, O, S, F, Cl" in r["mask_si"]
+    assert "P outside" in r["mask_p"] and "periodic" in r["mask_pbc"]
+    assert r["mask_none"] == [None] * 5
+
+
+def test_ani2x_run_masks_with_reasons(family_env, tmp_path):
+    """Through embed_dataset: F and S molecules embedded, crystals, other elements and records
+    without atoms masked with their reason."""
+    from ase.build import molecule
+
+    from matteralign.records import Record
+
+    extra = {"SO2": Record(id="SO2", atoms=molecule("SO2")),
+             "SiH4": Record(id="SiH4", atoms=molecule("SiH4")),
+             "no-atoms": Record(id="no-atoms", smiles="C", text="methane")}
+    path = write_records(tmp_path / "structures.h5", make_records(extra))
+    out = read_h5(embed_in_env(family_env(FAMILY), ANI2X, path, {"run": None})["run"])
+    masked = {"Si", "NaCl", "SiH4", "no-atoms"}
+    check_common(out, DIM2X, {i: i not in masked for i in out["ids"]})
+    errors = dict(zip(out["ids"], out["errors"], strict=True))
+    assert "periodic" in errors["NaCl"] and "Si outside ANI-2x" in errors["SiH4"]
+    assert out["attrs"]["weights"] == "random-init" and np.all(np.isnan(out["energy"]))
+
+
+def test_ani2x_invariances(family_env):
+    """Molecules: batch = one-by-one, deterministic, atom order, rotation and translation."""
+    assert_invariant(invariances(family_env(FAMILY), ANI2X, kinds=("molecule",)))

@@ -1,25 +1,48 @@
-"""ANI-1x (Smith et al. 2017, Chem. Sci.; Smith et al. 2018, J. Chem. Phys.): an ensemble of 8
-networks, each a set of per-element MLPs (H, C, N, O) reading Behler-Parrinello-style atomic
-environment vectors (AEV, 384-d, 5.2 A radial / 3.5 A angular cutoff), trained on ~5M
-wB97X/6-31G(d) conformers of organic molecules. The real ensemble ships inside the
-``torchani==2.2.4`` wheel (``torchani/resources/ani-1x_8x/``, NeuroChem text/binary files:
-no pickle, so loading runs no code).
+"""ANI (Smith et al. 2017, Chem. Sci.): ensembles of per-element MLPs ("atomic networks")
+reading Behler-Parrinello-style atomic environment vectors (AEVs); two models here.
 
-torchani 2.2.4 finds that directory through an ``.info`` file the wheel ships empty (and then
-tries GitHub, or ``~/.local/torchani``); the adapter needs neither: it builds the very same
+ANI-1x (Smith et al. 2018, J. Chem. Phys.): 8 networks on 384-d AEVs (5.2 A radial / 3.5 A
+angular cutoff), H, C, N, O, trained on ~5M wB97X/6-31G(d) conformers. The real ensemble
+ships inside the ``torchani==2.2.4`` wheel (``torchani/resources/ani-1x_8x/``, NeuroChem
+text/binary files: no pickle, so loading runs no code). torchani 2.2.4 finds that directory
+through an ``.info`` file the wheel ships empty (and then tries GitHub, or
+``~/.local/torchani``); the adapter needs neither: it builds the very same
 ``BuiltinEnsemble`` that ``torchani.models.ANI1x()`` builds, from the shipped files directly
-(``neurochem.Constants``, ``load_sae``, ``load_model_ensemble``).
+(``neurochem.Constants``, ``load_sae``, ``load_model_ensemble``). Each element's MLP is
+384 -> 160 -> 128 -> 96 -> 1 (CELU).
 
-Last hidden layer: each atom's AEV goes through its element's MLP
-384 -> 160 -> 128 -> 96 -> 1 (CELU); the embedding is the output of the last hidden layer
-(``net[:-1]``, after its CELU), 96-d for every element. Each of the 8 members has its own
-networks: the per-atom features are averaged over the 8 members, then over the atoms. Note
-that the H, C, N and O networks are separate, so the 96 channels of different elements are
-not aligned by construction (they meet only in the shared linear read-out's training signal).
+ANI-2x (Devereux et al. 2020, J. Chem. Theory Comput. 16, 4192): 8 networks on 1008-d AEVs
+for H, C, N, O, S, F, Cl, trained on wB97X/6-31G(d) data. Its weights do not ship (the
+wheel's ``ani-2x_8x`` files are 0-byte placeholders; torchani downloads them), so the
+adapter builds ANI-2x's real architecture as torchani defines it (the NeuroChem constants
+file ``rHCNOSFCl-5.1R_16-3.5A_a8-4.params``, reproduced by torchani >= 2.3's
+``AEVComputer.like_2x`` / ``ANINetworks.like_2x``): radial cutoff 5.1 A, eta 19.7, 16
+shifts from 0.8 A; angular cutoff 3.5 A, eta 12.5, zeta 14.1, 8 radial shifts from 0.8 A x
+4 angle sections; element networks 1008 -> (256, 192, 160) for H, (224, 192, 160) for C,
+(192, 160, 128) for N and O, (160, 128, 96) for S, F, Cl -> 1, CELU(alpha=0.1), as
+torchani 2.2.4 modules (``AEVComputer``, ``ANIModel``, ``Ensemble``, ``EnergyShifter``),
+with random (seeded) parameters by default, labelled ``random-init``, and
 
-Scope: molecules of H, C, N, O only (ANI-1x's training elements; others are masked with the
-reason) and no periodic structures (ANI-1x was trained on isolated molecules; masked).
-Energy: the ensemble-mean total energy (self-atomic energies included) in eV.
+- ``weights=DIR``: a NeuroChem ensemble directory in torchani's ``ani-2x_8x`` layout (the
+  .params and sae_linfit.dat files, train0..train7/networks/ANN-*.nnf: what torchani 2.2.4
+  downloads), read like ANI-1x's;
+- ``weights=FILE``: a ``state_dict`` of this adapter's module (``torch.save(
+  adapter._model.state_dict())``), read with ``torch.load(weights_only=True)``, strictly.
+
+Last hidden layer: each atom's AEV goes through its element's MLP; the embedding is the
+output of the last hidden layer (``net[:-1]``, after its CELU), averaged over the 8 members,
+then over the atoms. ANI-1x: 96-d for every element; the H, C, N and O networks are
+separate, so the 96 channels of different elements are not aligned by construction (they
+meet only in the shared linear read-out's training signal). ANI-2x: the last hidden layer
+is 160-d for H and C, 128-d for N and O, 96-d for S, F, Cl, so no channel is shared: each
+atom's features fill its element's block of an 864-d vector [H 160 | C 160 | N 128 | O 128
+| S 96 | F 96 | Cl 96] (zeros elsewhere), and the mean over atoms is the
+composition-weighted concatenation of the per-element means.
+
+Scope: molecules of the model's elements only (others are masked with the reason) and no
+periodic structures (trained on isolated molecules; masked). Energy (real weights only):
+the ensemble-mean total energy (self-atomic energies included) in eV.
+License: MIT (torchani code and the ANI-1x / ANI-2x parameters).
 """
 
 from __future__ import annotations
@@ -46,57 +69,43 @@ from matteralign.models.base import (
 from matteralign.records import Record
 
 ELEMENTS = {1: "H", 6: "C", 7: "N", 8: "O"}
+#: ANI-2x's elements in its model order (H C N O S F Cl)
+ELEMENTS_2X = {1: "H", 6: "C", 7: "N", 8: "O", 16: "S", 9: "F", 17: "Cl"}
 #: Hartree in eV, as torchani.units.HARTREE_TO_EV (CODATA 2014)
 HARTREE_TO_EV = 27.211386024367243
 
 
-@register_model
-class ANI1x(ModelAdapter):
-    name = "ani-1x"
+class _ANIEnsemble(ModelAdapter):
+    """An ensemble of per-element ANI networks; the embedding is each element network's last
+    hidden layer (member mean), in shared channels or in per-element blocks."""
+
     family = "ani"
     modality = "atoms"
-    architecture = ("ANI-1x: 8-model ensemble of per-element MLPs (384-160-128-96-1, CELU) on "
-                    "384-d AEVs; H, C, N, O")
-    layer = ("last hidden layer of each element's MLP (net[:-1], 96-d, after CELU), averaged "
-             "over the 8 ensemble members")
-    pooling = "mean over the 8 ensemble members, then mean over atoms"
-    weights_name = "ANI-1x 8x ensemble (torchani 2.2.4 wheel)"
-    weights_in_package = "torchani/resources/ani-1x_8x/rHCNO-5.2R_16-3.5A_a4-8.params"
-    license = "MIT (torchani 2.2.4: code and bundled ANI-1x parameters)"
     key_packages = ("torchani", "torch", "ase")
     requires_module = "torchani"
     batch_size = 64
     produces_energy = True
     seed: ClassVar[int] = 0
+    #: the model's elements (atomic number -> symbol) in its network order
+    elements: ClassVar[dict[int, str]] = ELEMENTS
+    label: ClassVar[str] = "ANI"
     #: files of the NeuroChem ensemble directory
-    const_file: ClassVar[str] = "rHCNO-5.2R_16-3.5A_a4-8.params"
+    const_file: ClassVar[str] = ""
     sae_file: ClassVar[str] = "sae_linfit.dat"
     ensemble_size: ClassVar[int] = 8
+    #: all elements' last hidden layers share one set of channels (same width), else blocks
+    shared_channels: ClassVar[bool] = True
 
     def __init__(self, weights: str | None = None, device: str = "cpu",
                  max_atoms: int | None = None) -> None:
         super().__init__(weights=weights, device=device)
         self.max_atoms = max_atoms
         self._model: Any = None
+        self._blocks: list[tuple[int, int]] = []
 
-    def ensemble_dir(self) -> Path:
-        """The NeuroChem ensemble directory: a local ``weights`` directory (same layout:
-        the .params and sae_linfit.dat files and train0..train7/networks/ANN-*.nnf) or the
-        wheel's ``torchani/resources/ani-1x_8x``."""
-        if self.weights and self.weights != RANDOM_INIT:
-            path = Path(self.weights)
-            return path if path.is_dir() else path.parent
-        shipped = find_in_site_packages(self.weights_in_package or "")
-        if shipped is None:
-            raise FileNotFoundError(f"{self.weights_in_package} is missing: build .envs/ani")
-        return shipped.parent
-
-    def weights_path(self) -> Path | None:
-        """A manifest (sha256 of every file of the ensemble directory) written to the cache:
-        its own hash then pins all 8 members' parameters, not just one file."""
-        if self.weights == RANDOM_INIT:
-            return None
-        directory = self.ensemble_dir()
+    def manifest(self, directory: Path) -> Path:
+        """A manifest (sha256 of every file of an ensemble directory) written to the cache:
+        its own hash then pins all members' parameters, not just one file."""
         lines = []
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -111,34 +120,44 @@ class ANI1x(ModelAdapter):
             tmp.replace(manifest)
         return manifest
 
-    def _load(self) -> None:
-        import torch
+    def from_neurochem(self, directory: Path) -> Any:
+        """The ensemble in a NeuroChem directory, as torchani's BuiltinEnsemble."""
         from torchani.aev import AEVComputer
         from torchani.models import BuiltinEnsemble
         from torchani.neurochem import Constants, load_model_ensemble, load_sae
         from torchani.nn import SpeciesConverter
 
-        torch.manual_seed(self.seed)
-        directory = self.ensemble_dir()
         for needed in (self.const_file, self.sae_file, "train0/networks"):
             if not (directory / needed).exists():
-                raise FileNotFoundError(f"{directory / needed} missing: not an ANI ensemble "
-                                        "directory in NeuroChem layout")
+                raise FileNotFoundError(f"{directory / needed} missing: not an {self.label} "
+                                        "ensemble directory in NeuroChem layout")
+        for needed in (self.const_file, self.sae_file):
+            if (directory / needed).stat().st_size == 0:
+                raise ValueError(f"{directory / needed} is empty: a placeholder (torchani "
+                                 f"downloads the real {self.label} files), not parameters")
         consts = Constants(str(directory / self.const_file))
-        if list(consts.species) != list(ELEMENTS.values()):
-            raise ValueError(f"{directory}: species {consts.species}, expected H, C, N, O")
+        if list(consts.species) != list(self.elements.values()):
+            raise ValueError(f"{directory}: species {consts.species}, expected "
+                             f"{', '.join(self.elements.values())}")
         shifter, sae = load_sae(str(directory / self.sae_file), return_dict=True)
         networks = load_model_ensemble(consts.species, str(directory / "train"),
                                        self.ensemble_size)
-        model = BuiltinEnsemble(SpeciesConverter(consts.species), AEVComputer(**consts),
-                                networks, shifter, consts.species_to_tensor, consts, sae, True)
-        if self.weights == RANDOM_INIT:
-            # the same networks with fresh (seeded) parameters: PyTorch's default Linear init
-            for module in model.neural_networks.modules():
-                if isinstance(module, torch.nn.Linear):
-                    module.reset_parameters()
-        model = frozen(model, self.device)
-        self._model = model
+        return BuiltinEnsemble(SpeciesConverter(consts.species), AEVComputer(**consts),
+                               networks, shifter, consts.species_to_tensor, consts, sae, True)
+
+    def _layout(self) -> list[tuple[int, int]]:
+        """(offset, width) of each element's last hidden layer in the embedding."""
+        import torch
+
+        member = self._model.neural_networks[0]
+        widths = [[m for m in net if isinstance(m, torch.nn.Linear)][-1].in_features
+                  for net in member.values()]
+        if self.shared_channels:
+            if len(set(widths)) != 1:
+                raise ValueError(f"{self.name}: last hidden layers differ in width {widths}")
+            return [(0, widths[0])] * len(widths)
+        offsets = np.concatenate([[0], np.cumsum(widths)[:-1]])
+        return [(int(o), int(w)) for o, w in zip(offsets, widths, strict=True)]
 
     def check(self, record: Record) -> str | None:
         reason = super().check(record)
@@ -147,11 +166,12 @@ class ANI1x(ModelAdapter):
         atoms = record.atoms
         assert atoms is not None
         if atoms.pbc.any():
-            return "periodic structure: ANI-1x takes isolated molecules only"
+            return f"periodic structure: {self.label} takes isolated molecules only"
         other = sorted({s for z, s in zip(atoms.numbers, atoms.get_chemical_symbols(),
-                                          strict=True) if int(z) not in ELEMENTS})
+                                          strict=True) if int(z) not in self.elements})
         if other:
-            return f"element(s) {','.join(other)} outside ANI-1x's H, C, N, O"
+            return (f"element(s) {','.join(other)} outside {self.label}'s "
+                    f"{', '.join(self.elements.values())}")
         return structure_problem(atoms, self.max_atoms, partly_periodic_ok=True)
 
     def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -169,31 +189,187 @@ class ANI1x(ModelAdapter):
             coords[i, :counts[i]] = torch.as_tensor(record.atoms.positions,
                                                     dtype=torch.float32)
         species, coords = species.to(device), coords.to(device)
+        dim = max(offset + width for offset, width in self._blocks)
         with torch.no_grad():
             converted = model.species_converter((species, coords))
             index, aev = model.aev_computer(converted)
             energy = model.energy_shifter(
                 (index, model.neural_networks((index, aev)).energies)).energies
             flat_index, flat_aev = index.flatten(), aev.flatten(0, 1)
-            hidden = flat_aev.new_zeros((flat_index.shape[0], self._hidden_dim()),
-                                        dtype=torch.float64)
+            hidden = flat_aev.new_zeros((flat_index.shape[0], dim), dtype=torch.float64)
             for member in model.neural_networks:
                 for i, net in enumerate(member.values()):
                     rows = (flat_index == i).nonzero().flatten()
                     if rows.numel():
-                        hidden[rows] += net[:-1](flat_aev[rows]).double()
+                        offset, width = self._blocks[i]
+                        hidden[rows, offset:offset + width] += net[:-1](flat_aev[rows]).double()
             hidden /= len(model.neural_networks)
         hidden = hidden.view(len(records), max(counts), -1).cpu().numpy()
         feats = [hidden[i, :n] for i, n in enumerate(counts)]
         return feats, energy.double().cpu().numpy() * HARTREE_TO_EV
 
-    def _hidden_dim(self) -> int:
-        import torch
-
-        net = next(iter(self._model.neural_networks[0].values()))
-        return [m for m in net if isinstance(m, torch.nn.Linear)][-1].in_features
-
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
         feats, energy = self.atom_features(records)
         embeddings = mean_pool(feats)
         return EmbedOutput(embeddings, None if self.weights == RANDOM_INIT else energy)
+
+
+@register_model
+class ANI1x(_ANIEnsemble):
+    name = "ani-1x"
+    architecture = ("ANI-1x: 8-model ensemble of per-element MLPs (384-160-128-96-1, CELU) on "
+                    "384-d AEVs; H, C, N, O")
+    layer = ("last hidden layer of each element's MLP (net[:-1], 96-d, after CELU), averaged "
+             "over the 8 ensemble members")
+    pooling = "mean over the 8 ensemble members, then mean over atoms"
+    weights_name = "ANI-1x 8x ensemble (torchani 2.2.4 wheel)"
+    weights_in_package = "torchani/resources/ani-1x_8x/rHCNO-5.2R_16-3.5A_a4-8.params"
+    license = "MIT (torchani 2.2.4: code and bundled ANI-1x parameters)"
+    elements = ELEMENTS
+    label = "ANI-1x"
+    const_file = "rHCNO-5.2R_16-3.5A_a4-8.params"
+
+    def ensemble_dir(self) -> Path:
+        """The NeuroChem ensemble directory: a local ``weights`` directory (same layout:
+        the .params and sae_linfit.dat files and train0..train7/networks/ANN-*.nnf) or the
+        wheel's ``torchani/resources/ani-1x_8x``."""
+        if self.weights and self.weights != RANDOM_INIT:
+            path = Path(self.weights)
+            return path if path.is_dir() else path.parent
+        shipped = find_in_site_packages(self.weights_in_package or "")
+        if shipped is None:
+            raise FileNotFoundError(f"{self.weights_in_package} is missing: build .envs/ani")
+        return shipped.parent
+
+    def weights_path(self) -> Path | None:
+        """The manifest of the whole ensemble directory (see :meth:`manifest`)."""
+        if self.weights == RANDOM_INIT:
+            return None
+        return self.manifest(self.ensemble_dir())
+
+    def _load(self) -> None:
+        import torch
+
+        torch.manual_seed(self.seed)
+        model = self.from_neurochem(self.ensemble_dir())
+        if self.weights == RANDOM_INIT:
+            # the same networks with fresh (seeded) parameters: PyTorch's default Linear init
+            for module in model.neural_networks.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.reset_parameters()
+        self._model = frozen(model, self.device)
+        self._blocks = self._layout()
+
+
+#: ANI-2x's element networks: hidden layer widths (torchani ANINetworks.like_2x)
+ANI2X_HIDDEN: dict[str, tuple[int, ...]] = {
+    "H": (256, 192, 160), "C": (224, 192, 160), "N": (192, 160, 128), "O": (192, 160, 128),
+    "S": (160, 128, 96), "F": (160, 128, 96), "Cl": (160, 128, 96),
+}
+#: placeholder self-atomic energies (Hartree) of the random-init ANI-2x: torchani's
+#: ground-state atomic energies at wB97X/6-31G(d) (a checkpoint brings its own)
+ANI2X_GSAES: dict[str, float] = {
+    "H": -0.4993212, "C": -37.8338334, "N": -54.5732825, "O": -75.0424519,
+    "S": -398.0814169, "F": -99.6949007, "Cl": -460.1167006,
+}
+
+
+@register_model
+class ANI2x(_ANIEnsemble):
+    name = "ani-2x"
+    architecture = ("ANI-2x: 8-model ensemble of per-element MLPs (1008-256/224/192/160-...-1, "
+                    "CELU) on 1008-d AEVs (5.1 A radial / 3.5 A angular); H, C, N, O, S, F, Cl")
+    layer = ("last hidden layer of each element's MLP (net[:-1], after CELU: 160-d H, C; 128-d "
+             "N, O; 96-d S, F, Cl), averaged over the 8 members, in per-element blocks (864-d)")
+    pooling = "mean over the 8 ensemble members, then mean over atoms (per-element blocks)"
+    weights_name = RANDOM_INIT
+    license = "MIT (torchani code and ANI-2x parameters)"
+    elements = ELEMENTS_2X
+    label = "ANI-2x"
+    const_file = "rHCNOSFCl-5.1R_16-3.5A_a8-4.params"
+    shared_channels = False
+    hub_id: ClassVar[str] = "torchani.models.ANI2x() (downloads ani-2x_8x / ani2x_state_dict.pt)"
+
+    weights_source = "https://github.com/aiqm/ani-model-zoo/archive/ani-2x.zip"
+
+    def weights_path(self) -> Path | None:
+        if not self.weights or self.weights == RANDOM_INIT:
+            return None
+        path = Path(self.weights)
+        return self.manifest(path) if path.is_dir() else path
+
+    def fetch_weights(self, dest: Path) -> Path:
+        """The archive torchani 2.2.4 itself downloads for ANI-2x (its
+        ``neurochem.parse_neurochem_resources``), with only ``resources/ani-2x_8x``
+        extracted to ``dest/{name}`` (a NeuroChem directory) instead of into site-packages."""
+        import io
+        import os
+        import shutil
+        import zipfile
+
+        import requests
+
+        response = requests.get(str(self.weights_source), timeout=300)
+        response.raise_for_status()
+        prefix = "ani-model-zoo-ani-2x/resources/ani-2x_8x/"
+        tmp = dest / f".{self.name}.tmp{os.getpid()}"
+        with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+            for member in archive.namelist():
+                if member.startswith(prefix) and not member.endswith("/"):
+                    out = tmp / member[len(prefix):]
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(archive.read(member))
+        target = dest / self.name
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.replace(target)
+        return target
+
+    def build(self) -> Any:
+        """ANI-2x's modules with fresh (seeded) parameters."""
+        from collections import OrderedDict
+
+        import torch
+        from torchani.aev import AEVComputer
+        from torchani.nn import ANIModel, Ensemble, SpeciesConverter
+        from torchani.utils import EnergyShifter
+
+        symbols = list(self.elements.values())
+        aev = AEVComputer.cover_linearly(
+            radial_cutoff=5.1, angular_cutoff=3.5, radial_eta=19.7, angular_eta=12.5,
+            radial_dist_divisions=16, angular_dist_divisions=8, zeta=14.1, angle_sections=4,
+            num_species=len(symbols), angular_start=0.8, radial_start=0.8)
+
+        def network(widths: tuple[int, ...]) -> Any:
+            layers: list[Any] = []
+            sizes = (aev.aev_length, *widths)
+            for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+                layers += [torch.nn.Linear(n_in, n_out), torch.nn.CELU(0.1)]
+            return torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], 1))
+
+        members = [ANIModel(OrderedDict((s, network(ANI2X_HIDDEN[s])) for s in symbols))
+                   for _ in range(self.ensemble_size)]
+        return torch.nn.ModuleDict({
+            "species_converter": SpeciesConverter(symbols), "aev_computer": aev,
+            "neural_networks": Ensemble(members),
+            "energy_shifter": EnergyShifter([ANI2X_GSAES[s] for s in symbols])})
+
+    def _load(self) -> None:
+        import torch
+
+        torch.manual_seed(self.seed)
+        if not self.weights or self.weights == RANDOM_INIT:
+            model = self.build()
+        elif Path(self.weights).is_dir():
+            model = self.from_neurochem(Path(self.weights))
+        else:
+            state = torch.load(Path(self.weights), map_location="cpu", weights_only=True)
+            model = self.build()
+            model.load_state_dict(state, strict=True)
+        self._model = frozen(model, self.device)
+        self._blocks = self._layout()
+
+    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
+        feats, energy = self.atom_features(records)
+        random = not self.weights or self.weights == RANDOM_INIT
+        return EmbedOutput(mean_pool(feats), None if random else energy)

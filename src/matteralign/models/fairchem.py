@@ -1,28 +1,46 @@
-"""UMA (Wood et al. 2025, "UMA: A Family of Universal Models for Atoms"), fairchem-core's
+"""Meta FAIR Chemistry models built from fairchem-core's own architecture classes.
+
+UMA (Wood et al. 2025, "UMA: A Family of Universal Models for Atoms"), fairchem-core's
 eSCN-MD backbone (SO(2)-equivariant convolutions, lmax 2) with a mixture of linear experts,
 here UMA-S 1.1: 4 layers, 128 sphere channels, 32 experts, 6 A cutoff, 30 neighbours;
-146.5M parameters in total, 6.6M active per structure.
+146.5M parameters in total, 6.6M active per structure. Hyperparameters: fairchem's
+configs/uma/training_release/backbone/K4L2.yaml + uma_sm_direct_pretrain.yaml. Crystals (3D
+periodic) run as task "omat", everything else as "omol", unless ``task=`` fixes one. Task
+"omol" reads the total charge and spin multiplicity from ``atoms.info`` (default 0 and 1, as
+fairchem's calculator); the other tasks get charge 0 and spin 0, as their training data.
 
-No UMA weights can be had offline (they sit in a gated Hugging Face repository), so the
-adapter builds the real ``eSCNMDMoeBackbone`` with the released UMA-S hyperparameters
-(fairchem's configs/uma/training_release/backbone/K4L2.yaml + uma_sm_direct_pretrain.yaml)
-and
+eSEN (Fu et al. 2025, "Learning Smooth and Expressive Interatomic Potentials",
+arXiv:2502.12147), here the OMol25 model ``esen-sm-conserving-all-omol`` (Levine et al. 2025,
+"The Open Molecules 2025 (OMol25) Dataset, Evaluations, and Models", arXiv:2505.08762):
+fairchem-core 2.x implements eSEN as ``eSCNMDBackbone`` (the eSCN-MD backbone without
+experts; UMA grew out of it), sm size: 4 layers, lmax = mmax = 2, 128 sphere / hidden / edge
+channels, 64 Gaussian distance bases, spectral feed-forward, RMS norm, gate activation,
+random charge/spin embeddings, 6 A cutoff, 6.3M parameters (values as read from the released
+``esen_sm_conserving_all.pt``). The neighbour limit is the backbone's 300 (eSEN's smoothness
+argument: no truncated neighbour lists). Molecules only (OMol25 is non-periodic): 3D
+periodic structures are masked; charge and spin from ``atoms.info`` (default 0 and 1).
+
+EquiformerV2 (Liao et al. 2024; the eqV2 31M/86M/153M OMat24 models) is not in the installed
+fairchem-core 2.24.0 (v2 dropped it: only ``scripts/eqv2_to_hydra_eqv2.py`` is left); the
+last release with it, fairchem-core 1.10.0, requires torch~=2.4 and numpy<2 and is the same
+distribution as 2.24.0, so it cannot share this environment with UMA.
+
+No weights can be had offline (gated Hugging Face repositories facebook/UMA, facebook/OMol25),
+so each adapter builds the real backbone with the released hyperparameters and
 
 - ``weights=PATH``: a backbone ``state_dict`` file is read with
-  ``torch.load(weights_only=True)``. fairchem's own ``uma-s-1p1.pt`` checkpoints are pickled
-  objects with Hydra configs (fairchem itself loads them with ``weights_only=False``): they
-  load only with ``allow_pickle=True`` (the config entry must say so), through fairchem's
-  ``load_predict_unit``, whose backbone is then used. (That path needs a real checkpoint and
-  is not exercised offline.)
+  ``torch.load(weights_only=True)``. fairchem's own ``.pt`` checkpoints (``uma-s-1p1.pt``,
+  ``esen_sm_conserving_all.pt``) are pickled objects with Hydra configs (fairchem itself
+  loads them with ``weights_only=False``): they load only with ``allow_pickle=True`` (the
+  config entry must say so), through fairchem's ``load_predict_unit``, whose backbone is
+  then used. (That path needs a real checkpoint and is not exercised offline.)
 - otherwise (the default while no checkpoint is configured): random init, labelled
   ``random-init``.
 
 Last hidden layer: the backbone's ``node_embedding`` after the last layer (and its final
-norm), [atoms, (lmax+1)^2, 128]; the invariant l=0 channel ``[:, 0, :]`` is the embedding.
-UMA mixes its experts per structure from the composition and the task: crystals (3D
-periodic) run as task "omat", everything else as "omol" (charge and spin from
-``atoms.info``, default 0 and 1), unless ``task=`` fixes one. No energy is reported (the
-energy heads are not built).
+norm), [atoms, (lmax+1)^2, 128]; the invariant l=0 channel ``[:, 0, :]`` (128-d) is the
+embedding: what the energy head reads. No energy is reported (the heads are not built).
+License: FAIR Chemistry License (UMA and OMol25 eSEN weights); MIT (fairchem-core code).
 """
 
 from __future__ import annotations
@@ -56,29 +74,30 @@ UMA_S: dict[str, Any] = {
 }
 
 
-@register_model
-class UMASmall11(ModelAdapter):
-    name = "uma-s-1p1"
+class _FairchemBackbone(ModelAdapter):
+    """A fairchem-core backbone built from ``config`` (or loaded from a checkpoint); the
+    embedding is the l=0 channel of its ``node_embedding``."""
+
     family = "fairchem"
     modality = "atoms"
-    architecture = ("UMA-S 1.1: eSCN-MD mixture-of-linear-experts backbone, 4 layers, lmax 2, "
-                    "128 channels, 32 experts, 6 A cutoff, 146.5M params (6.6M active)")
-    layer = "backbone node_embedding after the last layer, l=0 channel (128-d per atom)"
     pooling = "mean over atoms"
     weights_name = RANDOM_INIT
-    license = "FAIR Chemistry License (UMA weights); MIT (fairchem-core code)"
+    license = "FAIR Chemistry License (weights); MIT (fairchem-core code)"
     key_packages = ("fairchem-core", "e3nn", "torch", "ase")
     requires_module = "fairchem"
     batch_size = 16
     produces_energy = False
     seed: ClassVar[int] = 0
-    hub_id: ClassVar[str] = "facebook/UMA checkpoints/uma-s-1p1.pt (gated)"
+    hub_id: ClassVar[str] = ""
+    config: ClassVar[dict[str, Any]] = {}
+    #: isolated molecules only (3D periodic structures are masked)
+    molecules_only: ClassVar[bool] = False
 
     def __init__(self, weights: str | None = None, device: str = "cpu",
                  max_atoms: int | None = None, task: str | None = None,
                  allow_pickle: bool = False,
                  config_overrides: dict[str, Any] | None = None) -> None:
-        """``task``: fix UMA's task ("omat", "omol", "oc20", "odac", "omc") instead of
+        """``task``: fix the task ("omat", "omol", "oc20", "odac", "omc") instead of
         choosing by periodicity. ``allow_pickle``: let fairchem unpickle a full checkpoint
         (runs its code: only for files you trust). ``config_overrides``: backbone
         hyperparameters of the random-init model (tests build a small instance this way)."""
@@ -90,12 +109,25 @@ class UMASmall11(ModelAdapter):
         self._backbone: Any = None
         self._config: dict[str, Any] = {}
 
-    def build(self) -> Any:
-        from fairchem.core.models.uma.escn_moe import eSCNMDMoeBackbone
+    weights_source = "https://huggingface.co/facebook (gated: needs a Hugging Face token)"
 
-        self._config = {**UMA_S, **self.config_overrides}
-        return eSCNMDMoeBackbone(regress_forces=False, direct_forces=True,
-                                 always_use_pbc=False, **self._config)
+    def build(self) -> Any:
+        raise NotImplementedError
+
+    def fetch_weights(self, dest: Path) -> Path:
+        """fairchem's own ``pretrained_checkpoint_path_from_name`` download (a gated Hugging
+        Face repository: log in first), copied to ``dest/{name}.pt`` (a pickled checkpoint:
+        load it with ``allow_pickle: true``)."""
+        import os
+        import shutil
+
+        from fairchem.core.calculate.pretrained_mlip import pretrained_checkpoint_path_from_name
+
+        target = dest / f"{self.name}.pt"
+        tmp = dest / f".{self.name}.tmp{os.getpid()}"
+        shutil.copyfile(pretrained_checkpoint_path_from_name(self.name), tmp)
+        tmp.replace(target)
+        return target
 
     def _load(self) -> None:
         import torch
@@ -146,7 +178,9 @@ class UMASmall11(ModelAdapter):
         assert atoms is not None
         high = sorted({int(z) for z in atoms.numbers if z >= 100 or z < 1})
         if high:
-            return f"element(s) Z={high} outside UMA's element embedding (Z 1-99)"
+            return f"element(s) Z={high} outside the element embedding (Z 1-99)"
+        if self.molecules_only and atoms.pbc.all():
+            return f"periodic structure: {self.name} was trained on isolated molecules only"
         return structure_problem(atoms, self.max_atoms)
 
     def atom_features(self, records: Sequence[Record]) -> list[np.ndarray]:
@@ -156,11 +190,16 @@ class UMASmall11(ModelAdapter):
         datas = []
         for record in records:
             atoms = record.atoms.copy()
-            atoms.info.setdefault("charge", 0)
-            atoms.info.setdefault("spin", 1)
+            task = self.task_for(atoms)
+            if task == "omol":  # total charge and spin multiplicity, as fairchem's calculator
+                atoms.info.setdefault("charge", 0)
+                atoms.info.setdefault("spin", 1)
+            else:  # the other tasks' training data carried charge 0 and spin 0
+                atoms.info.update(charge=0, spin=0)
             datas.append(AtomicData.from_ase(
-                atoms, task_name=self.task_for(atoms), radius=self._config["cutoff"],
-                max_neigh=self._config["max_neighbors"], r_edges=False))
+                atoms, task_name=task, radius=self._config["cutoff"],
+                max_neigh=self._config["max_neighbors"], r_edges=False,
+                r_data_keys=["charge", "spin"]))  # without it from_ase sets both to 0
         batch = atomicdata_list_to_batch(datas).to(torch.device(self.device))
         with torch.no_grad():
             out = self._backbone(batch)
@@ -170,3 +209,54 @@ class UMASmall11(ModelAdapter):
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
         feats = self.atom_features(records)
         return EmbedOutput(mean_pool(feats))
+
+
+@register_model
+class UMASmall11(_FairchemBackbone):
+    name = "uma-s-1p1"
+    architecture = ("UMA-S 1.1: eSCN-MD mixture-of-linear-experts backbone, 4 layers, lmax 2, "
+                    "128 channels, 32 experts, 6 A cutoff, 146.5M params (6.6M active)")
+    layer = "backbone node_embedding after the last layer, l=0 channel (128-d per atom)"
+    license = "FAIR Chemistry License (UMA weights); MIT (fairchem-core code)"
+    hub_id = "facebook/UMA checkpoints/uma-s-1p1.pt (gated)"
+    config = UMA_S
+
+    def build(self) -> Any:
+        from fairchem.core.models.uma.escn_moe import eSCNMDMoeBackbone
+
+        self._config = {**self.config, **self.config_overrides}
+        return eSCNMDMoeBackbone(regress_forces=False, direct_forces=True,
+                                 always_use_pbc=False, **self._config)
+
+
+#: eSEN-sm (OMol25) backbone, as in the released esen_sm_conserving_all.pt
+ESEN_SM_OMOL: dict[str, Any] = {
+    "max_num_elements": 100, "sphere_channels": 128, "lmax": 2, "mmax": 2,
+    "otf_graph": True, "max_neighbors": 300, "cutoff": 6.0, "edge_channels": 128,
+    "distance_function": "gaussian", "num_distance_basis": 64, "num_layers": 4,
+    "hidden_channels": 128, "norm_type": "rms_norm_sh", "act_type": "gate",
+    "ff_type": "spectral", "chg_spin_emb_type": "rand_emb", "cs_emb_grad": True,
+    "use_dataset_embedding": False,
+}
+
+
+@register_model
+class ESENSmConservingOMol(_FairchemBackbone):
+    name = "esen-sm-conserving-all-omol"
+    architecture = ("eSEN-sm (OMol25, conserving): eSCN-MD backbone without experts, 4 layers, "
+                    "lmax 2, 128 channels, 6 A cutoff, charge/spin embeddings, 6.3M params")
+    layer = "backbone node_embedding after the last layer, l=0 channel (128-d per atom)"
+    license = "FAIR Chemistry License (OMol25 eSEN weights); MIT (fairchem-core code)"
+    hub_id = "facebook/OMol25 checkpoints/esen_sm_conserving_all.pt (gated)"
+    config = ESEN_SM_OMOL
+    molecules_only = True
+
+    def task_for(self, atoms: Any) -> str:
+        return self.task or "omol"
+
+    def build(self) -> Any:
+        from fairchem.core.models.uma.escn_md import eSCNMDBackbone
+
+        self._config = {**self.config, **self.config_overrides}
+        return eSCNMDBackbone(regress_forces=False, direct_forces=True,
+                              always_use_pbc=False, **self._config)
