@@ -17,12 +17,21 @@ def topk_largest(be: Backend, scores: Array, k: int) -> Array:
     ``scores`` is a (rows, N) float64 block in which excluded entries (self, copies of self)
     hold ``-inf``.  Cost O(rows·N) on top of the partial selection.
     """
-    cand = be.topk_candidates(scores, k)
+    n = scores.shape[1]
+    # k + 1 candidates: where the (k+1)-th best is strictly below the k-th, the top k are
+    # unique and no pass over the whole row is needed to look for ties
+    extra = 1 if k < n else 0
+    cand = be.topk_candidates(scores, k + extra)
     cand_vals = be.take_rows(scores, cand)
-    kth = cand_vals.min(1) if be.kind == "numpy" else cand_vals.min(dim=1).values
-    # A row is ambiguous only if more than k entries reach the k-th value.
-    n_ge = be.count_rows(scores >= kth[:, None])
-    bad = be.nonzero(n_ge > k)
+    order = be.sort_rows(-cand_vals)[1] if extra else None
+    if extra:
+        ranked = be.take_rows(cand_vals, order)  # descending
+        kth, next_best = ranked[:, k - 1], ranked[:, k]
+        bad = be.nonzero(next_best == kth)  # a tie at the k-th place: decided below
+        cand = be.take_rows(cand, order[:, :k])
+    else:
+        kth = cand_vals.min(1) if be.kind == "numpy" else cand_vals.min(dim=1).values
+        bad = be.nonzero(be.count_rows(scores >= kth[:, None]) > k)
     if len(bad):
         sub = scores[bad]
         kb = kth[bad][:, None]
