@@ -115,3 +115,20 @@ def test_unbiased_variants_in_pairwise() -> None:
     res = M.pairwise({"x": x, "y": y}, ["cka", "dcor"], cka_unbiased=True, dcor_unbiased=True)
     assert res["cka"][0][0, 1] == pytest.approx(R.cka_ref(x, y, True), rel=1e-7)
     assert res["dcor"][0][0, 1] == pytest.approx(R.dcor_ref(x, y, True), abs=1e-9)
+
+
+@pytest.mark.parametrize("offset", [0.0, 2.29, 1e3])
+def test_duplicate_points_sit_at_distance_zero(offset):
+    """Groups of identical embeddings (isomers under a composition baseline, duplicate
+    fingerprints) far from the origin: the Gram trick alone leaves them ~1e-8 apart
+    (√ of its cancellation error), which moved dCor by 3e-8 before near-zero distances
+    were recomputed directly."""
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(6, 4)) + offset
+    x = base[rng.integers(0, 6, size=40)]  # 40 rows, only 6 distinct
+    y = np.tanh(x @ rng.normal(size=(4, 3))) + 0.1 * rng.normal(size=(40, 3))
+    assert M.dcor(x, y) == pytest.approx(R.dcor_ref(x, y), abs=1e-12)
+    assert M.dcor(x, y, unbiased=True) == pytest.approx(
+        R.dcor_ref(x, y, unbiased=True), abs=1e-12)
+    out = M.pairwise({"x": x, "y": y}, metrics=["dcor"])
+    assert out["dcor"][0][0, 1] == pytest.approx(R.dcor_ref(x, y), abs=1e-12)

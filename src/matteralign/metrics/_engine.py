@@ -136,6 +136,7 @@ def run_engine(
             d = dist_sq[m][r0:r1, None] + dist_sq[m][None, :] - 2.0 * gram
             del gram
             d[local, rows] = 0.0
+            _exact_near_zero(be, d, dist_x[m], dist_sq[m], r0)
             d = be.sqrt_clamped(d)
             if needs.nn:
                 dn = d.clone() if be.kind == "torch" else d.copy()
@@ -180,6 +181,29 @@ def run_engine(
         res.dc_rowsum = be.to_numpy(rowsum)
         res.dc_shift = shift
     return res
+
+
+#: squared distances below this fraction of |x_i|² + |x_j|² are dominated by the Gram
+#: trick's cancellation (absolute error ~ D·eps·(|x_i|² + |x_j|²), and √ of an error near 0
+#: is large: duplicates would sit ~1e-8 apart instead of 0); they are recomputed directly
+NEAR_ZERO = 1e-6
+#: pairs recomputed at once (bounds the temporary (pairs, D) difference array)
+NEAR_ZERO_CHUNK = 1 << 16
+
+
+def _exact_near_zero(be: Backend, d2: Array, x: Array, sq: Array, r0: int) -> None:
+    """Replace, in place, the squared distances of block rows r0.. that lost their digits to
+    cancellation by Σ(x_i − x_j)², computed directly (near-duplicate points)."""
+    near = d2 < NEAR_ZERO * (sq[r0 : r0 + d2.shape[0], None] + sq[None, :])
+    flat = be.nonzero(near.reshape(-1))
+    if not len(flat):
+        return
+    n = d2.shape[1]
+    flat_d2 = d2.reshape(-1)
+    for c0 in range(0, len(flat), NEAR_ZERO_CHUNK):
+        pos = flat[c0 : c0 + NEAR_ZERO_CHUNK]
+        diff = x[r0 + pos // n] - x[pos % n]
+        flat_d2[pos] = (diff * diff).sum(1)
 
 
 def _rank_sum(
