@@ -88,8 +88,10 @@ def run_model(model: str, family: str, structures: Path, repeat: int) -> dict:
     python = ROOT / ".envs" / family / "bin" / "python"
     if not python.exists():
         return {"error": f".envs/{family} not built"}
+    calculator = CALCULATORS.get(
+        family, f"raise LookupError('no ASE calculator recipe for family {family}')")
     code = WORKER.replace("    exec(CALC)\n", "".join(
-        f"    {line}\n" for line in CALCULATORS[family].splitlines()))
+        f"    {line}\n" for line in calculator.splitlines()))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([str(python), "-c", code, model, str(structures), str(repeat)],
                           capture_output=True, text=True, env=env, cwd=ROOT)
