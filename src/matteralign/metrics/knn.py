@@ -18,20 +18,17 @@ def topk_largest(be: Backend, scores: Array, k: int) -> Array:
     hold ``-inf``.  Cost O(rows·N) on top of the partial selection.
     """
     n = scores.shape[1]
+    if k >= n:  # every column is taken: there is nothing to decide
+        return be.sort_rows(be.topk_candidates(scores, n))[0]
     # k + 1 candidates: where the (k+1)-th best is strictly below the k-th, the top k are
     # unique and no pass over the whole row is needed to look for ties
-    extra = 1 if k < n else 0
-    cand = be.topk_candidates(scores, k + extra)
+    cand = be.topk_candidates(scores, k + 1)
     cand_vals = be.take_rows(scores, cand)
-    order = be.sort_rows(-cand_vals)[1] if extra else None
-    if extra:
-        ranked = be.take_rows(cand_vals, order)  # descending
-        kth, next_best = ranked[:, k - 1], ranked[:, k]
-        bad = be.nonzero(next_best == kth)  # a tie at the k-th place: decided below
-        cand = be.take_rows(cand, order[:, :k])
-    else:
-        kth = cand_vals.min(1) if be.kind == "numpy" else cand_vals.min(dim=1).values
-        bad = be.nonzero(be.count_rows(scores >= kth[:, None]) > k)
+    order = be.sort_rows(-cand_vals)[1]
+    ranked = be.take_rows(cand_vals, order)  # descending
+    kth = ranked[:, k - 1]
+    bad = be.nonzero(ranked[:, k] == kth)  # a tie at the k-th place: decided below
+    cand = be.take_rows(cand, order[:, :k])
     if len(bad):
         sub = scores[bad]
         kb = kth[bad][:, None]
