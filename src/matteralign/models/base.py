@@ -204,18 +204,11 @@ def adapter_options(cls: type[ModelAdapter]) -> list[str]:
     entry's ``options`` may set)."""
     import inspect
 
-    names = []
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        for param in inspect.signature(vars(klass)["__init__"]).parameters.values():
-            if param.name in ("self", "weights", "device") or param.kind in (
-                    param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                continue
-            if param.name not in names:
-                names.append(param.name)
-        break  # the most derived __init__ is the one that is called
-    return names
+    # the most derived __init__ is the one that is called
+    init = next(vars(k)["__init__"] for k in cls.__mro__ if "__init__" in vars(k))
+    return [param.name for param in inspect.signature(init).parameters.values()
+            if param.name not in ("self", "weights", "device")
+            and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)]
 
 
 def option_problem(name: str, options: Mapping[str, object]) -> str | None:
