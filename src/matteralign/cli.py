@@ -59,16 +59,17 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reachable(url: str, timeout: float = 3.0) -> bool:
+def _unreachable_host(url: str, timeout: float = 3.0) -> str | None:
+    """The host of ``url`` when it cannot be reached (offline), else None."""
     import socket
     from urllib.parse import urlparse
 
     host = urlparse(url).hostname or ""
     try:
         with socket.create_connection((host, 443), timeout=timeout):
-            return True
+            return None
     except OSError:
-        return False
+        return host or url
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
@@ -76,12 +77,9 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     import re
     import urllib.request
 
-    from matteralign.datasets import registered_datasets
+    from matteralign.datasets.base import REGISTRY
 
-    datasets = registered_datasets()
-    if args.dataset not in datasets:
-        raise KeyError(f"unknown dataset {args.dataset!r}; registered: {', '.join(datasets)}")
-    cls = datasets[args.dataset]
+    cls = REGISTRY.get(args.dataset)  # a KeyError naming the registered datasets
     download = getattr(cls, "download", None)
     if download is None:
         kind = "is generated locally" if cls.standin else "ships in an installed package"
@@ -89,8 +87,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         return 0
     where = f"Then set datasets.{args.dataset}.options.path in the config to it."
     urls = re.findall(r"https://[^\s)`<]+", download)
-    if not urls or not _reachable(urls[0]):
-        host = urls[0].split("/")[2] if urls else "the source"
+    host = _unreachable_host(urls[0]) if urls else "the source"
+    if host:
         raise FileNotFoundError(f"{args.dataset}: no network connection ({host} unreachable), "
                                 f"so nothing was downloaded. {download} {where}")
     if args.dataset != "rcsb-pdb" or not args.ids:
@@ -113,13 +111,10 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
     import subprocess
 
     from matteralign.io import sha256_file
-    from matteralign.models import RANDOM_INIT, get_model, registered_models
-    from matteralign.models.base import cache_dir
+    from matteralign.models import RANDOM_INIT, get_model
+    from matteralign.models.base import REGISTRY, cache_dir
 
-    models = registered_models()
-    if args.model not in models:
-        raise KeyError(f"unknown model {args.model!r}; registered: {', '.join(sorted(models))}")
-    cls = models[args.model]
+    cls = REGISTRY.get(args.model)  # a KeyError naming the registered models
     dest = Path(args.dest) if args.dest else cache_dir() / "weights"
     if args.in_env:  # second step, inside the family environment
         dest.mkdir(parents=True, exist_ok=True)
@@ -135,8 +130,8 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
             "has no known download"
         print(f"{args.model} {what}; nothing to fetch")
         return 0
-    if not _reachable(cls.weights_source):
-        host = cls.weights_source.split("/")[2]
+    host = _unreachable_host(cls.weights_source)
+    if host:
         raise FileNotFoundError(
             f"{args.model}: no network connection ({host} unreachable), so nothing was "
             f"downloaded. On a machine with internet run `matteralign weights fetch "

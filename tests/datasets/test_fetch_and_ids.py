@@ -14,7 +14,7 @@ from matteralign.datasets.store import read_structure_attrs, read_structures
 @pytest.mark.parametrize("name", ["omat24", "salex", "omol25", "rcsb-pdb"])
 def test_fetch_fails_at_once_offline(name: str, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli, "_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(cli, "_unreachable_host", lambda url, timeout=3.0: url.split("/")[2])
     assert cli.main(["data", "fetch", name]) == 2
     err = capsys.readouterr().err
     assert "no network connection" in err and "https://" in err
