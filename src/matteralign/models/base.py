@@ -247,6 +247,18 @@ def check_weights_pin(adapter: ModelAdapter, sha256: str | None) -> str:
     return actual
 
 
+@dataclass
+class OutputKeeper:
+    """A forward hook that appends its module's (detached) output to ``store``: how the
+    adapters read the last hidden layer out of a model's own forward pass. A class, not a
+    closure, so that a model saved whole with its hooks (torch.save) still pickles."""
+
+    store: list[object]
+
+    def __call__(self, module: object, inputs: object, output: object) -> None:
+        self.store.append(output.detach())  # type: ignore[attr-defined]
+
+
 def frozen(model: object, device: str) -> object:
     """A torch module on ``device`` in eval mode with every parameter frozen: adapters only
     read activations, and no autograd graph should be kept for them."""

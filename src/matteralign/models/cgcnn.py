@@ -46,6 +46,7 @@ from matteralign.models.base import (
     RANDOM_INIT,
     EmbedOutput,
     ModelAdapter,
+    OutputKeeper,
     find_in_site_packages,
     frozen,
     mean_pool,
@@ -133,7 +134,7 @@ class CGCNNFormationEnergy(ModelAdapter):
             norm = checkpoint.get("normalizer") or {"mean": 0.0, "std": 1.0}
             self._normalizer = (float(norm["mean"]), float(norm["std"]))
         model = frozen(model, self.device)
-        model.convs[-1].register_forward_hook(self._hook)
+        model.convs[-1].register_forward_hook(OutputKeeper(self._captured))
         self._model = model
         self._gaussian = GaussianDistance(dmin=0.0, dmax=RADIUS, step=GAUSSIAN_STEP)
         if len(self._gaussian.filter) != model.convs[0].nbr_fea_len:
@@ -147,9 +148,6 @@ class CGCNNFormationEnergy(ModelAdapter):
         for z, vector in table.items():
             atom_init[z] = vector
         self._atom_init = atom_init
-
-    def _hook(self, module: Any, inputs: Any, output: Any) -> None:
-        self._captured.append(output.detach())
 
     def check(self, record: Record) -> str | None:
         reason = super().check(record)

@@ -25,6 +25,7 @@ from matteralign.models.base import (
     RANDOM_INIT,
     EmbedOutput,
     ModelAdapter,
+    OutputKeeper,
     find_in_site_packages,
     frozen,
     mean_pool,
@@ -117,11 +118,8 @@ class CHGNet030(ModelAdapter):
             with quiet:
                 model = CHGNet.from_dict(dct, **kwargs)
         model = frozen(model, self.device)
-        model.atom_conv_layers[-1].register_forward_hook(self._hook)
+        model.atom_conv_layers[-1].register_forward_hook(OutputKeeper(self._captured))
         self._model = model
-
-    def _hook(self, module: Any, inputs: Any, output: Any) -> None:
-        self._captured.append(output.detach())
 
     def check(self, record: Record) -> str | None:
         reason = super().check(record)

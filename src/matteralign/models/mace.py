@@ -62,6 +62,7 @@ from matteralign.models.base import (
     RANDOM_INIT,
     EmbedOutput,
     ModelAdapter,
+    OutputKeeper,
     frozen,
     mean_pool,
     register_model,
@@ -161,7 +162,7 @@ class _MACEAdapter(ModelAdapter):
             else:
                 model = self._from_file(Path(self.weights))
         model = frozen(model.double(), self.device)
-        model.products[-1].register_forward_hook(self._hook)
+        model.products[-1].register_forward_hook(OutputKeeper(self._captured))
         self._model = model
         from mace.tools import AtomicNumberTable
 
@@ -186,9 +187,6 @@ class _MACEAdapter(ModelAdapter):
         model = self.build()
         model.load_state_dict(state)
         return model
-
-    def _hook(self, module: Any, inputs: Any, output: Any) -> None:
-        self._captured.append(output.detach())
 
     def check(self, record: Record) -> str | None:
         reason = super().check(record)
