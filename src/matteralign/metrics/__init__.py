@@ -4,6 +4,7 @@ Pure functions on numpy arrays or torch tensors; results are float64.  See
 docs/metrics.md for definitions, references, the tie rule and the precision strategy.
 """
 
+from ._backend import clear_workspace
 from .distance import dcor
 from .intrinsic_dim import twonn_id
 from .kernel import cka, cknna, mutual_knn
@@ -16,6 +17,7 @@ __all__ = [
     "PAIRWISE_METRICS",
     "PER_MODEL_METRICS",
     "cka",
+    "clear_workspace",
     "cknna",
     "dcor",
     "information_imbalance",

@@ -66,7 +66,7 @@ def _needs_centring(be: Backend, x: Array) -> bool:
 
 
 def auto_block(n: int, m: int, budget_bytes: int) -> int:
-    per_row = 8 * n * (m + 4)  # stacked distance blocks + a few temporaries
+    per_row = 8 * n * (m + 4)  # stacked distance blocks, the Gram block, a few temporaries
     return int(max(1, min(n, budget_bytes // per_row)))
 
 
@@ -96,7 +96,7 @@ def run_engine(
         centre = needs.dist and _needs_centring(be, x)
         xd = x - x.mean(0) if centre else x
         dist_x.append(xd)
-        dist_sq.append((xd * xd).sum(1))
+        dist_sq.append((xd * xd).sum(1) if needs.dist else None)
         shared.append(not centre)
 
     all_cols = be.arange(n)
@@ -113,48 +113,56 @@ def run_engine(
         rowsum = be.zeros((m_models, n))
         shift = np.zeros(m_models)
 
+    # Workspaces reused by every block and model: one Gram block, and when II or dCor need
+    # all models' distance blocks at once, an M × (B·N) stack that the dCor GEMM reads as is.
+    gram_buf = be.workspace((B, n), slot=0)
+    stacked = be.workspace((m_models, B * n), slot=1) if (needs.ii or needs.dcor) else None
+
     for r0 in range(0, n, B):
         r1 = min(n, r0 + B)
         b = r1 - r0
         rows = be.arange(r0, r1)
         local = be.arange(b)
-        blocks: list[Array] = []  # unshifted distance blocks for this row block
+        gram = gram_buf[:b]
         for m, x in enumerate(data):
-            gram = None
             if needs.knn:
-                gram = x[r0:r1] @ x.T
+                be.gram_into(x[r0:r1], x, gram)
                 # self excluded by index, not by value; the diagonal is not needed again:
                 # the distance block below overwrites it with 0
                 gram[local, rows] = -math.inf
-                idx = topk_largest(be, gram, k)
+                idx, top = topk_largest(be, gram, k)
                 keys[m][r0 * k : r1 * k] = (rows[:, None] * n + idx).reshape(-1)
-                vals[m][r0 * k : r1 * k] = be.take_rows(gram, idx).reshape(-1)
+                vals[m][r0 * k : r1 * k] = top.reshape(-1)
             if not needs.dist:
                 continue
-            if gram is None or not shared[m]:
-                gram = dist_x[m][r0:r1] @ dist_x[m].T
-            d = dist_sq[m][r0:r1, None] + dist_sq[m][None, :] - 2.0 * gram
-            del gram
+            d = gram if stacked is None else stacked[m, : b * n].reshape(b, n)
+            if needs.knn and shared[m]:
+                if d is not gram:
+                    d[...] = gram
+            else:
+                be.gram_into(dist_x[m][r0:r1], dist_x[m], d)
+            # |x_i|² + |x_j|² − 2 x_i·x_j, in place
+            d *= -2.0
+            d += dist_sq[m][r0:r1, None]
+            d += dist_sq[m][None, :]
             d[local, rows] = 0.0
             _exact_near_zero(be, d, dist_x[m], dist_sq[m], r0)
-            d = be.sqrt_clamped(d)
+            be.sqrt_clamped(d)
             if needs.nn:
-                dn = d.clone() if be.kind == "torch" else d.copy()
-                dn[local, rows] = math.inf
-                nn1[m][r0:r1] = be.argmin_rows(dn)  # first minimum = lowest index
-                r12[m][r0:r1] = be.two_smallest(dn)
-                del dn
-            if needs.ii or needs.dcor:
-                blocks.append(d)
+                d[local, rows] = math.inf
+                nn1[m][r0:r1] = be.argmin_rows(d)  # first minimum = lowest index
+                r12[m][r0:r1] = be.two_smallest(d)
+                d[local, rows] = 0.0
 
         if needs.ii:
             for t in range(m_models):
+                d_t = stacked[t, : b * n].reshape(b, n)
                 for s in range(m_models):
                     if s != t:
-                        ii_sum[s, t] += _rank_sum(be, blocks[t], nn1[s][r0:r1], rows, all_cols)
+                        ii_sum[s, t] += _rank_sum(be, d_t, nn1[s][r0:r1], rows, all_cols)
         if needs.dcor:
             for m in range(m_models):
-                d = blocks[m]
+                d = stacked[m, : b * n].reshape(b, n)
                 if r0 == 0:
                     # centre the magnitudes before the GEMM: the U- and V-centred statistics
                     # are invariant to an off-diagonal constant, and a smaller dynamic range
@@ -163,11 +171,8 @@ def run_engine(
                 d -= shift[m]
                 d[local, rows] = 0.0
                 rowsum[m, r0:r1] = d.sum(1)
-            flat = be.stack([d.reshape(-1) for d in blocks])
-            blocks.clear()
+            flat = stacked[:, : b * n]
             cross += flat @ flat.T
-            del flat
-        blocks.clear()
 
     if needs.knn:
         res.knn_keys, res.knn_vals = keys, vals
@@ -194,12 +199,15 @@ NEAR_ZERO_CHUNK = 1 << 16
 def _exact_near_zero(be: Backend, d2: Array, x: Array, sq: Array, r0: int) -> None:
     """Replace, in place, the squared distances of block rows r0.. that lost their digits to
     cancellation by Σ(x_i − x_j)², computed directly (near-duplicate points)."""
-    near = d2 < NEAR_ZERO * (sq[r0 : r0 + d2.shape[0], None] + sq[None, :])
-    flat = be.nonzero(near.reshape(-1))
+    # screen with the largest |x_j|² (a per-row bound, no N-column float temporary), then
+    # apply the exact per-pair threshold to the few candidates
+    bound = NEAR_ZERO * (sq[r0 : r0 + d2.shape[0]] + sq.max())
+    flat_d2 = d2.reshape(-1)
+    flat = be.nonzero((d2 < bound[:, None]).reshape(-1))
     if not len(flat):
         return
     n = d2.shape[1]
-    flat_d2 = d2.reshape(-1)
+    flat = flat[flat_d2[flat] < NEAR_ZERO * (sq[r0 + flat // n] + sq[flat % n])]
     for c0 in range(0, len(flat), NEAR_ZERO_CHUNK):
         pos = flat[c0 : c0 + NEAR_ZERO_CHUNK]
         diff = x[r0 + pos // n] - x[pos % n]

@@ -9,12 +9,33 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from . import _compiled
 from ._backend import Array, Backend, backend_for
 
 
-def _hsic_masked(be: Backend, n: int, keys: Array, kv: Array, lv: Array) -> tuple[float, float]:
+def mutual_entries(be: Backend, n: int, keys: Array) -> Array:
+    """For every entry (i, j) of a sorted kNN key list, whether (j, i) is in the list too.
+
+    Computed once per model: the Σ K̃∘L̃ᵀ term of any masked HSIC built on this list only
+    needs it (and the same flags of the other model), never another search."""
+    if len(keys) == 0:
+        return keys == 0
+    if _full_rows(be, n, keys):
+        return _compiled.mutual_rows((keys % n).reshape(n, -1)).reshape(-1)
+    tkeys = (keys % n) * n + keys // n
+    pos = be.searchsorted(keys, tkeys)
+    pos[pos >= len(keys)] = len(keys) - 1
+    return keys[pos] == tkeys
+
+
+def _hsic_masked(
+    be: Backend, n: int, keys: Array, kv: Array, lv: Array, mutual: Array
+) -> tuple[float, float]:
     """Unbiased HSIC (Song et al. 2012, eq. 5) of K̃ = M∘K and L̃ = M∘L where M is the
-    (not necessarily symmetric) 0/1 mask whose ones are ``keys`` (sorted i·N + j, i ≠ j).
+    (not necessarily symmetric) 0/1 mask whose ones are ``keys`` (sorted i·N + j, i ≠ j)
+    and ``mutual`` flags the entries whose transpose (j, i) is in M as well.
 
     HSIC = [ΣK̃∘L̃ᵀ + ΣK̃·ΣL̃/((n-1)(n-2)) − 2/(n-2)·Σ_l colsum(K̃)_l·rowsum(L̃)_l] / (n(n-3)).
 
@@ -31,22 +52,34 @@ def _hsic_masked(be: Backend, n: int, keys: Array, kv: Array, lv: Array) -> tupl
     t3_kl = float((be.bincount(cols, kv, n) * be.bincount(rows, lv, n)).sum())
     t3_lk = float((be.bincount(cols, lv, n) * be.bincount(rows, kv, n)).sum())
     # ΣK̃_ij L̃_ji needs (j, i) in the mask as well; K, L are symmetric so L_ji = L_ij
-    tkeys = cols * n + rows
-    pos = be.searchsorted(keys, tkeys)
-    pos[pos >= len(keys)] = len(keys) - 1
-    mutual = keys[pos] == tkeys
     t1 = float((kv * lv)[mutual].sum())
     common = t1 + sum_k * sum_l / ((n - 1) * (n - 2))
     norm = n * (n - 3)
     return (common - 2.0 * t3_kl / (n - 2)) / norm, (common - 2.0 * t3_lk / (n - 2)) / norm
 
 
-def _intersect(be: Backend, keys_x: Array, keys_y: Array) -> tuple[Array, Array]:
+def _intersect(be: Backend, n: int, keys_x: Array, keys_y: Array) -> tuple[Array, Array]:
     """Positions in X's and Y's key lists of the entries present in both."""
+    if _full_rows(be, n, keys_x) and _full_rows(be, n, keys_y) and len(keys_x) == len(keys_y):
+        pos = _compiled.intersect_rows((keys_x % n).reshape(n, -1), (keys_y % n).reshape(n, -1))
+        pos = pos.reshape(-1)
+        ix = be.nonzero(pos >= 0)
+        return ix, pos[ix]
     pos = be.searchsorted(keys_y, keys_x)
     pos[pos >= len(keys_y)] = len(keys_y) - 1
     hit = keys_y[pos] == keys_x
     return be.nonzero(hit), pos[hit]
+
+
+def _full_rows(be: Backend, n: int, keys: Array) -> bool:
+    """Whether the compiled row kernels apply: a CPU list with the same number of entries
+    in every row (every kNN list), checked in O(N)."""
+    if be.kind != "numpy" or _compiled.intersect_rows is None or len(keys) % n:
+        return False
+    k = len(keys) // n
+    first, last = keys[::k] // n, keys[k - 1 :: k] // n
+    rows = np.arange(n)
+    return bool(np.array_equal(first, rows) and np.array_equal(last, rows))
 
 
 def cknna_from_lists(
@@ -59,11 +92,17 @@ def cknna_from_lists(
     self_x: float,
     self_y: float,
     eps: float = 0.0,
+    mutual_x: Array | None = None,
+    mutual_y: Array | None = None,
 ) -> tuple[float, float]:
-    """CKNNA(X, Y) and CKNNA(Y, X) from kNN key/value lists and self-HSICs."""
-    ix, iy = _intersect(be, kx, ky)
-    # on shared entries K comes from X's list and L from Y's list: no recomputation needed
-    hxy, hyx = _hsic_masked(be, n, kx[ix], vx[ix], vy[iy])
+    """CKNNA(X, Y) and CKNNA(Y, X) from kNN key/value lists and self-HSICs (``mutual_*``:
+    the lists' ``mutual_entries``, computed here when not given)."""
+    mx = mutual_entries(be, n, kx) if mutual_x is None else mutual_x
+    my = mutual_entries(be, n, ky) if mutual_y is None else mutual_y
+    ix, iy = _intersect(be, n, kx, ky)
+    # on shared entries K comes from X's list and L from Y's list: no recomputation needed;
+    # (j, i) is in the intersection iff it is in both lists
+    hxy, hyx = _hsic_masked(be, n, kx[ix], vx[ix], vy[iy], mx[ix] & my[iy])
     prod = self_x * self_y
     if prod < 0:  # as sqrt of a negative in the reference: undefined
         return math.nan, math.nan
@@ -74,13 +113,14 @@ def cknna_from_lists(
 
 
 def mutual_knn_from_lists(be: Backend, n: int, k: int, kx: Array, ky: Array) -> float:
-    ix, _ = _intersect(be, kx, ky)
+    ix, _ = _intersect(be, n, kx, ky)
     # every row holds exactly k neighbours, so the mean of per-row fractions is total/(N·k)
     return len(ix) / (n * k)
 
 
-def self_hsic(be: Backend, n: int, keys: Array, vals: Array) -> float:
-    return _hsic_masked(be, n, keys, vals, vals)[0]
+def self_hsic(be: Backend, n: int, keys: Array, vals: Array, mutual: Array | None = None) -> float:
+    mutual = mutual_entries(be, n, keys) if mutual is None else mutual
+    return _hsic_masked(be, n, keys, vals, vals, mutual)[0]
 
 
 # ---------------------------------------------------------------------------------- CKA
@@ -173,9 +213,9 @@ def cknna(X: Array, Y: Array, k: int = 25, *, eps: float = 0.0, device: str | No
     if n < 4:
         raise ValueError("CKNNA needs N >= 4")
     kx, vx, ky, vy = res.knn_keys[0], res.knn_vals[0], res.knn_keys[1], res.knn_vals[1]
-    return cknna_from_lists(
-        be, n, kx, vx, ky, vy, self_hsic(be, n, kx, vx), self_hsic(be, n, ky, vy), eps
-    )[0]
+    mx, my = mutual_entries(be, n, kx), mutual_entries(be, n, ky)
+    hx, hy = self_hsic(be, n, kx, vx, mx), self_hsic(be, n, ky, vy, my)
+    return cknna_from_lists(be, n, kx, vx, ky, vy, hx, hy, eps, mx, my)[0]
 
 
 def mutual_knn(X: Array, Y: Array, k: int = 25, *, device: str | None = None) -> float:

@@ -8,27 +8,35 @@ tied entries with the **lowest column index** (docs/metrics.md, "Ties").
 
 from __future__ import annotations
 
+from . import _compiled
 from ._backend import Array, Backend
 
 
-def topk_largest(be: Backend, scores: Array, k: int) -> Array:
-    """Column indices of the k largest entries of every row, sorted ascending by index.
+def topk_largest(be: Backend, scores: Array, k: int) -> tuple[Array, Array]:
+    """Column indices of the k largest entries of every row, sorted ascending by index, and
+    the scores at those entries.
 
-    ``scores`` is a (rows, N) float64 block in which excluded entries (self, copies of self)
-    hold ``-inf``.  Cost O(rows·N) on top of the partial selection.
+    ``scores`` is a (rows, N) float64 block in which excluded entries (self) hold ``-inf``.
+    On CPU arrays the compiled one-pass kernel applies the tie rule as it goes; otherwise a
+    partial selection is followed by an explicit tie pass.  Cost O(rows·N).
     """
     n = scores.shape[1]
+    if be.kind == "numpy" and _compiled.topk_rows is not None and k < n:
+        return _compiled.topk_rows(be.contiguous(scores), k)
+    idx = _topk_largest_generic(be, scores, k)
+    return idx, be.take_rows(scores, idx)
+
+
+def _topk_largest_generic(be: Backend, scores: Array, k: int) -> Array:
+    n = scores.shape[1]
     if k >= n:  # every column is taken: there is nothing to decide
-        return be.sort_rows(be.topk_candidates(scores, n))[0]
-    # k + 1 candidates: where the (k+1)-th best is strictly below the k-th, the top k are
-    # unique and no pass over the whole row is needed to look for ties
-    cand = be.topk_candidates(scores, k + 1)
-    cand_vals = be.take_rows(scores, cand)
-    order = be.sort_rows(-cand_vals)[1]
-    ranked = be.take_rows(cand_vals, order)  # descending
+        return be.sort_rows(be.topk_sorted(scores, n)[1])[0]
+    # k + 1 candidates, best first: where the (k+1)-th best is strictly below the k-th, the
+    # top k are unique and no pass over the whole row is needed to look for ties
+    ranked, cand = be.topk_sorted(scores, k + 1)
     kth = ranked[:, k - 1]
     bad = be.nonzero(ranked[:, k] == kth)  # a tie at the k-th place: decided below
-    cand = be.take_rows(cand, order[:, :k])
+    cand = cand[:, :k]
     if len(bad):
         sub = scores[bad]
         kb = kth[bad][:, None]

@@ -20,6 +20,7 @@ from .kernel import (
     cka_from_hsic,
     cknna_from_lists,
     hsic_feature,
+    mutual_entries,
     mutual_knn_from_lists,
     self_hsic,
 )
@@ -126,7 +127,8 @@ def _compute(
         )
         if "cknna" in metrics:
             keys, vals = res.knn_keys, res.knn_vals
-            selfs = [self_hsic(be, n, keys[i], vals[i]) for i in range(m_models)]
+            mutual = [mutual_entries(be, n, key) for key in keys]
+            selfs = [self_hsic(be, n, keys[i], vals[i], mutual[i]) for i in range(m_models)]
             mat = np.eye(m_models)
             for i in range(m_models):
                 mat[i, i] = cknna_from_lists(
@@ -139,6 +141,8 @@ def _compute(
                     selfs[i],
                     selfs[i],
                     opts["cknna_eps"],
+                    mutual[i],
+                    mutual[i],
                 )[0]
                 for j in range(i + 1, m_models):
                     # one intersection gives both orientations (CKNNA is not symmetric)
@@ -152,6 +156,8 @@ def _compute(
                         selfs[i],
                         selfs[j],
                         opts["cknna_eps"],
+                        mutual[i],
+                        mutual[j],
                     )
             out["cknna"] = mat
         if "mutual_knn" in metrics:
