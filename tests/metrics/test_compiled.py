@@ -110,3 +110,14 @@ def test_reused_workspace_gives_fresh_results() -> None:
         np.testing.assert_array_equal(first[name][0], again[name][0])
         np.testing.assert_array_equal(second[name][0], fresh_small[name][0])
     assert M.dcor(*small) == pytest.approx(R.dcor_ref(*small), abs=1e-12)
+
+
+def test_non_finite_rows_are_named() -> None:
+    x, y = correlated(np.random.default_rng(7), 30, 4, 3)
+    x[[3, 11]] = np.nan
+    with pytest.raises(ValueError, match=r"X: 2 row\(s\) contain NaN or inf \(first: \[3, 11\]\)"):
+        M.cknna(x, y, k=5)
+    with pytest.raises(ValueError, match="bad: 2 row"):
+        M.pairwise({"good": y, "bad": x}, ["dcor"])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        M.twonn_id(x)

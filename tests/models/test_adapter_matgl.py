@@ -135,7 +135,7 @@ print(json.dumps({
     assert (result["nblocks"], result["units"], result["cutoff"]) == (3, 128, 5.0)
     assert result["n_elements"] == 89
     assert 6.0e5 < result["params"] < 7.0e5
-    assert "expected a matgl Potential around an M3GNet" in result["errors"][0]
+    assert "expected a matgl Potential whose model is M3GNet" in result["errors"][0]
     assert "not a matgl model directory" in result["errors"][1]
 
 

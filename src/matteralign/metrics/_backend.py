@@ -62,6 +62,18 @@ class Backend:
             x = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float64)))
         return x.detach().to(device=self.device, dtype=torch.float64).contiguous()
 
+    def check_finite(self, x: Array, name: str) -> None:
+        """A clear error for NaN/inf rows: neighbour selection and distances have no
+        meaning there, and the compiled and torch selections would treat them differently."""
+        ok = np.isfinite(x).all(1) if self.kind == "numpy" else self.xp.isfinite(x).all(1)
+        bad = np.flatnonzero(~self.to_numpy(ok))
+        if len(bad):
+            raise ValueError(
+                f"{name}: {len(bad)} row(s) contain NaN or inf (first: {bad[:5].tolist()}); "
+                "drop them, e.g. keep the rows whose `valid` flag is set in every embedding "
+                "file, before computing alignment"
+            )
+
     def index(self, x: Array) -> Array:
         """int64 index array on this backend."""
         if self.kind == "numpy":

@@ -64,7 +64,7 @@ def dcor(X: Array, Y: Array, unbiased: bool = False, *, device: str | None = Non
     """
     be = backend_for([X, Y], device)
     x, y = be.asarray(X), be.asarray(Y)
-    _check_pair(x, y)
+    _check_pair(be, x, y)
     if unbiased and x.shape[0] < 4:
         raise ValueError("the bias-corrected estimator needs N >= 4")
     res = run_engine(be, [x, y], Needs(dcor=True))

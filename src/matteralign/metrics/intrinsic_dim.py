@@ -57,5 +57,6 @@ def twonn_id(
     x = be.asarray(X)
     if x.ndim != 2:
         raise ValueError("embeddings must be 2-D (N, D)")
+    be.check_finite(x, "X")
     res = run_engine(be, [x], Needs(nn=True))
     return twonn_from_distances(res.r12[0], estimator, discard)

@@ -170,7 +170,7 @@ def cka(X: Array, Y: Array, unbiased: bool = False, *, device: str | None = None
     """
     be = backend_for([X, Y], device)
     x, y = be.asarray(X), be.asarray(Y)
-    _check_pair(x, y)
+    _check_pair(be, x, y)
     if unbiased and x.shape[0] < 4:
         raise ValueError("unbiased CKA needs N >= 4")
     p, q = CkaStats(be, x), CkaStats(be, y)
@@ -179,11 +179,13 @@ def cka(X: Array, Y: Array, unbiased: bool = False, *, device: str | None = None
     )
 
 
-def _check_pair(x: Array, y: Array) -> None:
+def _check_pair(be: Backend, x: Array, y: Array) -> None:
     if x.ndim != 2 or y.ndim != 2:
         raise ValueError("embeddings must be 2-D (N, D)")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"row counts differ: {x.shape[0]} vs {y.shape[0]}")
+    be.check_finite(x, "X")
+    be.check_finite(y, "Y")
 
 
 # ------------------------------------------------------------------ kNN-based, public API
@@ -192,7 +194,7 @@ def _knn_lists(X: Array, Y: Array, k: int, device: str | None):
 
     be = backend_for([X, Y], device)
     x, y = be.asarray(X), be.asarray(Y)
-    _check_pair(x, y)
+    _check_pair(be, x, y)
     res = run_engine(be, [x, y], Needs(knn=True), k=k)
     return be, res
 

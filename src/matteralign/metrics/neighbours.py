@@ -26,6 +26,6 @@ def information_imbalance(X: Array, Y: Array, *, device: str | None = None) -> f
     """
     be = backend_for([X, Y], device)
     x, y = be.asarray(X), be.asarray(Y)
-    _check_pair(x, y)
+    _check_pair(be, x, y)
     res = run_engine(be, [x, y], Needs(nn=True, ii=True))
     return float(ii_matrix(res)[0, 1])

@@ -260,6 +260,7 @@ def pairwise(
     for name, x in zip(names, data, strict=True):
         if x.ndim != 2 or x.shape[0] != n:
             raise ValueError(f"{name}: expected shape (N={n}, D), got {tuple(x.shape)}")
+        be.check_finite(x, name)
     opts = {
         "cka_unbiased": cka_unbiased,
         "dcor_unbiased": dcor_unbiased,
