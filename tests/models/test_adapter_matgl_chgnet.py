@@ -74,7 +74,7 @@ print(json.dumps({{
     assert emb["attrs"]["weights"] == "random-init" and np.all(np.isnan(emb["energy"]))
     assert result["readout_input"] == 0.0  # gc_4 atom_feat is the readout's input
     assert result["energy"] < 1e-4
-    assert (result["nblocks"], result["cutoff"], result["n_elements"]) == (4, 6.0, 89)
+    assert (result["nblocks"], result["cutoff"], result["n_elements"]) == (4, 6.0, 94)
     assert "whose model is M3GNet, found Potential(CHGNet)" in result["refused"]
 
 

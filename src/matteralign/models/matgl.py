@@ -9,11 +9,11 @@ behind one adapter base:
   ["node_feat"]``, 64-d per atom), what the per-atom energy readout reads.
 - CHGNet (Deng et al. 2023, Nat. Mach. Intell. 5, 1031) as re-implemented in matgl, with
   matgl's ``CHGNet`` defaults (4 blocks, 64-d atom/bond/angle features, 6 A atom-graph and
-  3 A bond-graph cutoffs, max_n 9, max_f 4, 89 elements). These defaults are *assumed* to be
-  those of matgl's released ``CHGNet-MatPES-PBE-2025.2.10-2.7M-PES``; a local checkpoint
-  brings its own hyperparameters. Last hidden layer: atom features after the last atom-graph
-  block (``feature_dict["gc_4"]["atom_feat"]``, 64-d per atom): as for the original CHGNet
-  package, the true last layer, one block after the features its magmom head reads.
+  3 A bond-graph cutoffs, max_n 9, max_f 4, 94 elements H-Pu). These defaults are *assumed*
+  to be those of matgl's released ``CHGNet-MatPES-PBE-2025.2.10-2.7M-PES``; a local
+  checkpoint brings its own hyperparameters. Last hidden layer: atom features after the
+  last atom-graph block (``feature_dict["gc_4"]["atom_feat"]``, 64-d per atom): as for the
+  original CHGNet package, the true last layer, one block after the magmom head's input.
 
 No matgl weights ship in the wheel (``matgl.load_model`` downloads them from the Hugging Face
 hub), so each adapter builds the real matgl model inside ``matgl.apps.pes.Potential`` and
@@ -214,7 +214,7 @@ class CHGNetMatgl(MatglPotentialAdapter):
     name = "chgnet-matgl-matpes-pbe"
     architecture = ("CHGNet (matgl re-implementation, PyG): 4 atom-graph blocks with a bond "
                     "(line) graph, 64-d atom/bond/angle features, 6 A / 3 A cutoffs, "
-                    "89 elements")
+                    "94 elements")
     layer = ("atom features after the last atom-graph block (gc_4 atom_feat, 64-d per atom; "
              "one block after the magmom head's input)")
     license = "BSD-3-Clause (matgl code and CHGNet-MatPES weights)"
