@@ -25,6 +25,30 @@ from tests.models.conftest import (
 FAMILY, MODEL, DIM = "matgl", "m3gnet-matpes-pbe", 64
 
 
+def readout_check(model: str, tmp: str) -> str:
+    """Code for the matgl env: save the seeded random model of ``model`` into ``tmp``/ckpt,
+    load it back as a local checkpoint (``a``), and collect on three structures the input
+    of the energy readout (``seen``), our features and energies, and the energies of
+    matgl's own ASE calculator (``own``)."""
+    return f"""
+records = [Record(id="Si", atoms=bulk("Si", "diamond", a=5.43)),
+           Record(id="C6H6", atoms=molecule("C6H6")),
+           Record(id="NaCl", atoms=bulk("NaCl", "rocksalt", a=5.64))]
+ckpt = Path({tmp}) / "ckpt"
+get_model({model!r}).load()._potential.save(str(ckpt))
+a = get_model({model!r}, weights=str(ckpt)).load()
+seen = []
+h = a._potential.model.final_layer.register_forward_pre_hook(lambda m, i: seen.append(i[0]))
+feats, energy = a.atom_features(records)
+h.remove()
+calc = PESCalculator(a._potential)
+own = []
+for r in records:
+    atoms = r.atoms.copy(); atoms.calc = calc; own.append(atoms.get_potential_energy())
+model = a._potential.model
+"""
+
+
 def _extra() -> dict:
     from ase import Atoms
 
@@ -87,29 +111,14 @@ def test_layer_energy_and_checkpoint_safety(family_env, tmp_path):
     last block; the energy equals matgl's own PESCalculator; the architecture has the
     published hyperparameters; a model directory of another class is refused before any
     import; a missing file is reported."""
-    code = """
+    code = ("""
 import json, numpy as np, shutil
 from pathlib import Path
 from ase.build import bulk, molecule
 from matgl.ext.ase import PESCalculator
 from matteralign.models import get_model
 from matteralign.records import Record
-records = [Record(id="Si", atoms=bulk("Si", "diamond", a=5.43)),
-           Record(id="C6H6", atoms=molecule("C6H6")),
-           Record(id="NaCl", atoms=bulk("NaCl", "rocksalt", a=5.64))]
-ckpt = Path(TMP) / "ckpt"
-get_model("m3gnet-matpes-pbe").load()._potential.save(str(ckpt))
-a = get_model("m3gnet-matpes-pbe", weights=str(ckpt)).load()
-seen = []
-h = a._potential.model.final_layer.register_forward_pre_hook(lambda m, i: seen.append(i[0]))
-feats, energy = a.atom_features(records)
-h.remove()
-calc = PESCalculator(a._potential)
-own = []
-for r in records:
-    atoms = r.atoms.copy(); atoms.calc = calc; own.append(atoms.get_potential_energy())
-model = a._potential.model
-bad = Path(TMP) / "bad"
+""" + readout_check("m3gnet-matpes-pbe", "TMP") + """bad = Path(TMP) / "bad"
 shutil.copytree(ckpt, bad)
 meta = json.loads((bad / "model.json").read_text())
 meta["kwargs"]["model"]["@class"] = "TensorNet"
@@ -128,7 +137,7 @@ print(json.dumps({
     "n_elements": len(model.element_types),
     "params": sum(p.numel() for p in model.parameters()), "errors": errors,
 }))
-""".replace("TMP", repr(str(tmp_path)))
+""").replace("TMP", repr(str(tmp_path)))
     result = json.loads(run_in_env(family_env(FAMILY), code).strip().splitlines()[-1])
     assert result["readout_input"] == 0.0
     assert result["energy"] < 1e-4

@@ -18,6 +18,7 @@ from tests.models.conftest import (
     run_in_env,
     write_records,
 )
+from tests.models.test_adapter_matgl import readout_check
 
 FAMILY, MODEL, DIM = "matgl", "chgnet-matgl-matpes-pbe", 64
 
@@ -39,32 +40,17 @@ from matteralign.embed import embed_dataset
 from matteralign.models import get_model
 from matteralign.records import Record
 embed_dataset({MODEL!r}, {str(path)!r}, {str(out)!r}, progress=False)
-records = [Record(id="Si", atoms=bulk("Si", "diamond", a=5.43)),
-           Record(id="C6H6", atoms=molecule("C6H6")),
-           Record(id="NaCl", atoms=bulk("NaCl", "rocksalt", a=5.64))]
-ckpt = Path({str(tmp_path)!r}) / "ckpt"
-get_model({MODEL!r}).load()._potential.save(str(ckpt))
-a = get_model({MODEL!r}, weights=str(ckpt)).load()
-seen = []
-h = a._potential.model.final_layer.register_forward_pre_hook(lambda m, i: seen.append(i[0]))
-feats, energy = a.atom_features(records)
-h.remove()
-calc = PESCalculator(a._potential)
-own = []
-for r in records:
-    atoms = r.atoms.copy(); atoms.calc = calc; own.append(atoms.get_potential_energy())
-model = a._potential.model
-try:
+""" + readout_check(MODEL, repr(str(tmp_path))) + """try:
     get_model("m3gnet-matpes-pbe", weights=str(ckpt)).load()
     refused = ""
 except ValueError as exc:
     refused = str(exc)
-print(json.dumps({{
+print(json.dumps({
     "readout_input": float(np.abs(seen[0].double().numpy() - np.concatenate(feats)).max()),
     "energy": float(np.abs(np.array(own) - energy).max()),
     "nblocks": model.n_blocks, "cutoff": float(model.cutoff),
     "n_elements": len(model.element_types), "refused": refused,
-}}))
+}))
 """
     result = json.loads(run_in_env(family_env(FAMILY), code).strip().splitlines()[-1])
     emb = read_h5(out)

@@ -29,6 +29,17 @@ except ImportError:  # pragma: no cover - exercised by the fallback test through
 
 if numba is not None:
 
+    @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+    def _insert_descending(vals: np.ndarray, idx: np.ndarray, p: int, v: float, j: int) -> None:
+        """Put (v, j) into the descending buffer, shifting from slot p; an equal value stays
+        in front (lower index first)."""
+        while p > 0 and vals[p - 1] < v:
+            vals[p] = vals[p - 1]
+            idx[p] = idx[p - 1]
+            p -= 1
+        vals[p] = v
+        idx[p] = j
+
     @numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
     def _topk_rows(a: np.ndarray, k: int, out_idx: np.ndarray, out_val: np.ndarray) -> None:
         rows, n = a.shape
@@ -36,28 +47,13 @@ if numba is not None:
             row = a[r]
             vals = out_val[r]
             idx = out_idx[r]
-            # the first k columns, sorted descending (an equal value goes after: lower
-            # index first)
-            for j in range(k):
-                v = row[j]
-                p = j
-                while p > 0 and vals[p - 1] < v:
-                    vals[p] = vals[p - 1]
-                    idx[p] = idx[p - 1]
-                    p -= 1
-                vals[p] = v
-                idx[p] = j
+            for j in range(k):  # the first k columns, sorted descending
+                _insert_descending(vals, idx, j, row[j], j)
             kth = vals[k - 1]
             for j in range(k, n):
                 v = row[j]
                 if v > kth:  # strict: a later (higher-index) equal value never displaces
-                    p = k - 1
-                    while p > 0 and vals[p - 1] < v:
-                        vals[p] = vals[p - 1]
-                        idx[p] = idx[p - 1]
-                        p -= 1
-                    vals[p] = v
-                    idx[p] = j
+                    _insert_descending(vals, idx, k - 1, v, j)
                     kth = vals[k - 1]
             # hand back in column order (the key lists are sorted i·N + j)
             for i in range(1, k):
