@@ -6,6 +6,9 @@ the 10-model suite.  Usage::
 
     PYTHONPATH=src python benchmarks/metrics.py                  # N = 1k, 2k, 4k, 8k
     PYTHONPATH=src python benchmarks/metrics.py --n 1000 2000 --suite-n 3000   # quick run
+    # the GPU goals (issue 4), on a machine with CUDA:
+    PYTHONPATH=src python benchmarks/metrics.py --skip pair all --device cuda \
+        --suite-models 60 --suite-n 50000 --suite-dims 128 1024 --cknna-large 1000000
 """
 
 # The timing closures below are called immediately, inside the loop iteration that
@@ -155,6 +158,13 @@ def main() -> None:
         default=8000,
         help="largest N for the dcor-package anchor (it is O(N^2) memory, slow)",
     )
+    ap.add_argument("--suite-dims", type=int, nargs=2, default=[128, 512],
+                    help="embedding widths of the suite's models (evenly spaced)")
+    ap.add_argument("--device", default=None,
+                    help="torch device for the suite and --cknna-large (e.g. cuda); "
+                    "default: numpy on CPU")
+    ap.add_argument("--cknna-large", type=int, nargs="*", default=[],
+                    help="also time one CKNNA pair at these N on --device (no anchor)")
     ap.add_argument("--skip", nargs="*", default=[], help="sections to skip: pair all suite")
     ap.add_argument("--repeat", type=int, default=3,
                     help="one-pair CKNNA timings: best of this many runs, ours and anchor alike")
@@ -173,6 +183,8 @@ def main() -> None:
     warm = rng.normal(size=(50, 3))
     dcor_pkg.distance_correlation(warm, warm)  # numba compilation is not part of the timing
     M.pairwise({"a": warm, "b": warm}, k=3)  # nor is loading our compiled kernels
+    if args.device:  # nor the device's start-up
+        M.pairwise({"a": warm, "b": warm}, k=3, device=args.device)
 
     if "pair" not in args.skip:
         d0, d1 = args.dims
@@ -252,11 +264,39 @@ def main() -> None:
 
     if "suite" not in args.skip:
         n, mm = args.suite_n, args.suite_models
+        lo, hi = args.suite_dims
         z = rng.normal(size=(n, 16))
-        dims = np.linspace(128, 512, mm).astype(int)
+        dims = np.linspace(lo, hi, mm).astype(int)
         emb = {f"m{i}": lowrank(rng, n, int(d), z=z) for i, d in enumerate(dims)}
-        t_o, _ = timed(lambda: M.pairwise(emb, k=args.k))
-        print(f"\n## Suite: {mm} models (d = 128…512), N = {n}, all metrics: {t_o:.1f} s")
+        reset_peak(args.device)
+        t_o, _ = timed(lambda: M.pairwise(emb, k=args.k, device=args.device))
+        print(f"\n## Suite: {mm} models (d = {lo}…{hi}), N = {n}, all metrics, device "
+              f"{args.device or 'cpu (numpy)'}: {t_o:.1f} s{peak_note(args.device)}")
+
+    for n in args.cknna_large:
+        z = rng.normal(size=(n, 16))
+        x, y = lowrank(rng, n, args.dims[0], z=z), lowrank(rng, n, args.dims[1], z=z)
+        reset_peak(args.device)
+        t_o, v = timed(lambda: M.cknna(x, y, k=args.k, device=args.device))
+        print(f"\n## CKNNA, one pair, N = {n}, device {args.device or 'cpu (numpy)'}: "
+              f"{t_o:.1f} s (value {v:.6f}){peak_note(args.device)}")
+
+
+def reset_peak(device: str | None) -> None:
+    if device and device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_note(device: str | None) -> str:
+    """Peak GPU memory of the last timing (torch's allocator), for CUDA devices."""
+    if not (device and device.startswith("cuda")):
+        return ""
+    import torch
+
+    return f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
 
 
 if __name__ == "__main__":
