@@ -193,17 +193,26 @@ class _ANIEnsemble(ModelAdapter):
         with torch.no_grad():
             converted = model.species_converter((species, coords))
             index, aev = model.aev_computer(converted)
-            energy = model.energy_shifter(
-                (index, model.neural_networks((index, aev)).energies)).energies
             flat_index, flat_aev = index.flatten(), aev.flatten(0, 1)
             hidden = flat_aev.new_zeros((flat_index.shape[0], dim), dtype=torch.float64)
+            # one pass per element network gives both outputs: the last hidden layer, and
+            # through the final Linear the atomic energies that torchani's ANIModel sums
+            # (running the ensemble again for the energy doubled the cost)
+            atomic = flat_aev.new_zeros(flat_index.shape[0])
+            element_rows = [(flat_index == i).nonzero().flatten()
+                            for i in range(len(self._blocks))]
             for member in model.neural_networks:
                 for i, net in enumerate(member.values()):
-                    rows = (flat_index == i).nonzero().flatten()
+                    rows = element_rows[i]
                     if rows.numel():
                         offset, width = self._blocks[i]
-                        hidden[rows, offset:offset + width] += net[:-1](flat_aev[rows]).double()
-            hidden /= len(model.neural_networks)
+                        h = net[:-1](flat_aev[rows])
+                        hidden[rows, offset:offset + width] += h.double()
+                        atomic[rows] += net[-1](h).flatten()
+            members = len(model.neural_networks)
+            hidden /= members
+            molecular = atomic.view(index.shape).sum(1) / members  # padding rows stay 0
+            energy = model.energy_shifter((index, molecular)).energies
         hidden = hidden.view(len(records), max(counts), -1).cpu().numpy()
         feats = [hidden[i, :n] for i, n in enumerate(counts)]
         return feats, energy.double().cpu().numpy() * HARTREE_TO_EV
