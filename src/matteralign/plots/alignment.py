@@ -100,12 +100,18 @@ def plot_metric(path: str | os.PathLike[str], output: str | os.PathLike[str],
             frame, row_cluster=linkage is not None, col_cluster=linkage is not None,
             row_linkage=linkage, col_linkage=linkage,
             row_colors=colours, col_colors=colours,
-            # dark = aligned for every metric (information imbalance is low when aligned)
+            # bright = aligned for every metric (information imbalance is low when aligned)
             cmap="viridis_r" if lower_is_aligned else "viridis", vmin=limits[0], vmax=limits[1],
             annot=len(labels) <= 12, fmt=".2f", figsize=(size, size),
             cbar_kws={"label": ""},  # the metric is named in the title
-            dendrogram_ratio=0.12 if linkage is not None else 0.02, linewidths=0.5,
+            # the dendrogram space is kept without clustering too: the colour bar lives there
+            dendrogram_ratio=0.12, linewidths=0.5,
         )
+        # seaborn's default colour bar spot runs down into the row dendrogram and colour
+        # strip; the empty top-left corner (beside the column dendrogram) is free
+        row_d = grid.ax_row_dendrogram.get_position()
+        col_d = grid.ax_col_dendrogram.get_position()
+        grid.ax_cbar.set_position((row_d.x0, col_d.y0, 0.2 * row_d.width, col_d.height))
         grid.ax_heatmap.set_xlabel("target model" if not symmetric else "")
         grid.ax_heatmap.set_ylabel("source model" if not symmetric else "")
         grid.figure.suptitle(_title(result), y=1.03)
