@@ -121,3 +121,28 @@ def test_non_finite_rows_are_named() -> None:
         M.pairwise({"good": y, "bad": x}, ["dcor"])
     with pytest.raises(ValueError, match="NaN or inf"):
         M.twonn_id(x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(x=small_ints, data=st.data())
+def test_information_imbalance_paths_exact_with_ties(x: np.ndarray, data) -> None:
+    """Three models, so every target ranks two sources' thresholds in one pass: the compiled
+    threshold counts, the torch searchsorted histogram and the plain comparisons all give
+    the stable-sort reference, ties and duplicate points included."""
+    torch = pytest.importorskip("torch")
+    n = x.shape[0]
+    others = [data.draw(arrays(np.float64, (n, 2), elements=st.integers(-3, 3))) for _ in "ab"]
+    emb = {"x": x, "y": others[0], "z": others[1]}
+    expected = np.array([[R.ii_ref(emb[s], emb[t]) if s != t else 2.0 / n for t in emb]
+                         for s in emb])
+    block = data.draw(st.integers(1, n))
+    for path in ("compiled", "fallback", "torch"):
+        with pytest.MonkeyPatch.context() as mp:
+            inputs = emb
+            if path == "fallback":
+                mp.setattr(_compiled, "threshold_counts", None)
+            if path == "torch":
+                inputs = {k: torch.from_numpy(v) for k, v in emb.items()}
+            got = M.pairwise(inputs, ["ii"], block_size=block)["information_imbalance"][0]
+        off = ~np.eye(3, dtype=bool)
+        np.testing.assert_allclose(got[off], expected[off], rtol=0, atol=1e-12, err_msg=path)

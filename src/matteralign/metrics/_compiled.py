@@ -21,6 +21,7 @@ import numpy as np
 topk_rows: Any = None
 mutual_rows: Any = None
 intersect_rows: Any = None
+threshold_counts: Any = None
 
 try:  # pragma: no branch - the driver environment always has numba
     import numba
@@ -113,3 +114,47 @@ if numba is not None:
         pos = np.empty(ix.shape, dtype=np.int64)
         _intersect_rows(ix, iy, pos)
         return pos
+
+    @numba.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+    def _threshold_counts(d: np.ndarray, thr: np.ndarray, lt: np.ndarray, le: np.ndarray) -> None:
+        b, n = d.shape
+        m = thr.shape[1]
+        for r in numba.prange(b):
+            order = np.argsort(thr[r])
+            st = thr[r][order]
+            below = np.zeros(m + 1, dtype=np.int64)  # below[q]: entries whose first larger
+            upto = np.zeros(m + 1, dtype=np.int64)  # (resp. not smaller) threshold is q
+            for j in range(n):
+                v = d[r, j]
+                lo, hi = 0, m  # first threshold > v
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if st[mid] > v:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                below[lo] += 1
+                lo2, hi2 = 0, lo  # first threshold >= v (at most the one above)
+                while lo2 < hi2:
+                    mid = (lo2 + hi2) >> 1
+                    if st[mid] >= v:
+                        hi2 = mid
+                    else:
+                        lo2 = mid + 1
+                upto[lo2] += 1
+            acc_lt = 0
+            acc_le = 0
+            for q in range(m):
+                acc_lt += below[q]
+                acc_le += upto[q]
+                lt[r, order[q]] = acc_lt
+                le[r, order[q]] = acc_le
+
+    def threshold_counts(d: np.ndarray, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For a (rows, N) block and (rows, M) thresholds: #{j: d[r, j] < thr[r, s]} and
+        #{j: d[r, j] <= thr[r, s]}, in one pass over each row (2 binary searches among the
+        M sorted thresholds per entry, instead of 2·M comparisons)."""
+        lt = np.empty(thr.shape, dtype=np.int64)
+        le = np.empty(thr.shape, dtype=np.int64)
+        _threshold_counts(d, np.ascontiguousarray(thr), lt, le)
+        return lt, le

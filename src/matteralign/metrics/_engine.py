@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _compiled
 from ._backend import Array, Backend
 from .knn import topk_largest
 
@@ -157,9 +158,11 @@ def run_engine(
         if needs.ii:
             for t in range(m_models):
                 d_t = stacked[t, : b * n].reshape(b, n)
-                for s in range(m_models):
-                    if s != t:
-                        ii_sum[s, t] += _rank_sum(be, d_t, nn1[s][r0:r1], rows, all_cols)
+                sources = [s for s in range(m_models) if s != t]
+                nn_block = [nn1[s][r0:r1] for s in sources]
+                totals = _rank_sums(be, d_t, nn_block, rows, all_cols)
+                for s, total in zip(sources, totals, strict=True):
+                    ii_sum[s, t] += total
         if needs.dcor:
             for m in range(m_models):
                 d = stacked[m, : b * n].reshape(b, n)
@@ -214,18 +217,60 @@ def _exact_near_zero(be: Backend, d2: Array, x: Array, sq: Array, r0: int) -> No
         flat_d2[pos] = (diff * diff).sum(1)
 
 
-def _rank_sum(
+def _rank_sums(
+    be: Backend, d_t: Array, nn_block: list[Array], rows: Array, all_cols: Array
+) -> list[int]:
+    """For each source s (its nearest neighbours j = nn_block[s] of the block rows), the
+    Σ over block rows i of rank_t(i, j_i) = 1 + #{l ≠ i: d_il < d_ij}
+    + #{l ≠ i, l < j_i: d_il == d_ij}, in target t's distance block.  Exact integers.
+
+    All sources share one pass over each row: the counts below/at every source's threshold
+    d_ij come from the sorted thresholds (compiled kernel on CPU, batched searchsorted in
+    torch); without numba, two comparisons per entry and source."""
+    if not nn_block:
+        return []
+    thr = be.stack([be.take_rows(d_t, j) for j in nn_block]).T  # (rows, sources)
+    if be.kind == "numpy" and _compiled.threshold_counts is not None:
+        lt, le = _compiled.threshold_counts(be.contiguous(d_t), thr)
+    elif be.kind == "torch":
+        torch = be.xp
+        ordered, order = torch.sort(thr.contiguous(), dim=1)
+        lt = torch.empty_like(order)
+        le = torch.empty_like(order)
+        for out, right in ((lt, True), (le, False)):
+            # first threshold > v (right) or >= v (left): v counts for that one and above
+            first = torch.searchsorted(ordered, d_t.contiguous(), right=right)
+            hist = torch.zeros((d_t.shape[0], thr.shape[1] + 1), dtype=torch.int64,
+                               device=d_t.device)
+            hist.scatter_add_(1, first, torch.ones_like(first))
+            out.scatter_(1, order, hist[:, :-1].cumsum(1))
+    else:
+        return [_rank_sum(be, d_t, j, rows, all_cols) for j in nn_block]
+    return [
+        _ranks_from_counts(be, d_t, thr[:, c], lt[:, c], le[:, c] - lt[:, c], j, rows, all_cols)
+        for c, j in enumerate(nn_block)
+    ]
+
+
+def _rank_sum(be: Backend, d_t: Array, j: Array, rows: Array, all_cols: Array) -> int:
+    """One source's rank sum by direct comparisons (the path without numba)."""
+    thr = be.take_rows(d_t, j)
+    lt = be.count_rows(d_t < thr[:, None])
+    eq = be.count_rows(d_t == thr[:, None])
+    return _ranks_from_counts(be, d_t, thr, lt, eq, j, rows, all_cols)
+
+
+def _ranks_from_counts(
     be: Backend,
     d_t: Array,
+    thr: Array,
+    lt: Array,
+    eq: Array,
     j: Array,
     rows: Array,
     all_cols: Array,
 ) -> int:
-    """Σ over block rows i of rank_t(i, j_i) = 1 + #{l ≠ i: d_il < d_ij}
-    + #{l ≠ i, l < j_i: d_il == d_ij}.  Exact integer arithmetic."""
-    thr = be.take_rows(d_t, j)
-    lt = be.count_rows(d_t < thr[:, None])
-    eq = be.count_rows(d_t == thr[:, None])
+    """Σ_i rank from #{l: d_il < thr_i} and #{l: d_il == thr_i} (self included in both)."""
     # Self sits at distance exactly 0, so it is counted in `lt` iff thr > 0.
     rank = 1 + lt - (thr > 0) * 1
     # Rows with any tie besides j itself (including thr == 0, where self ties) are redone
