@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -280,6 +280,25 @@ def structure_problem(atoms: object, max_atoms: int | None = None,
     if max_atoms is not None and len(atoms) > max_atoms:  # type: ignore[arg-type]
         return f"{len(atoms)} atoms > max_atoms={max_atoms}"  # type: ignore[arg-type]
     return None
+
+
+#: vacuum added to each edge of a molecule's box (Å) by :func:`boxed`
+VACUUM = 20.0
+
+
+def boxed(atoms: Any, vacuum: float = VACUUM) -> Any:
+    """A fully periodic copy of ``atoms``: crystals as they are, molecules centred in an
+    orthorhombic box of their extent plus ``vacuum`` Å on each edge (for models that only
+    take periodic cells: images are ``vacuum`` Å apart, beyond their cutoff)."""
+    atoms = atoms.copy()
+    if atoms.pbc.all():
+        return atoms
+    positions = atoms.positions
+    extent = positions.max(axis=0) - positions.min(axis=0)
+    atoms.set_cell(np.diag(extent + vacuum))
+    atoms.positions = positions - positions.min(axis=0) + vacuum / 2
+    atoms.pbc = True
+    return atoms
 
 
 def mean_pool(features: Sequence[np.ndarray]) -> np.ndarray:

@@ -7,7 +7,7 @@ its magnetic-moment head reads), so it is not used. After the hooked layer CHGNe
 LayerNorm (``readout_norm``) and the per-atom energy MLP; neither is part of the embedding.
 
 CHGNet only takes periodic structures: a molecule (no periodic direction) is centred in an
-orthorhombic box whose edges are the molecule's extent plus :data:`VACUUM` Å, so periodic
+orthorhombic box whose edges are the molecule's extent plus 20 Å (``base.boxed``), so periodic
 images are further apart than CHGNet's 6 Å graph cutoff and do not interact.
 """
 
@@ -26,6 +26,7 @@ from matteralign.models.base import (
     EmbedOutput,
     ModelAdapter,
     OutputKeeper,
+    boxed,
     find_in_site_packages,
     frozen,
     mean_pool,
@@ -34,8 +35,6 @@ from matteralign.models.base import (
 )
 from matteralign.records import Record
 
-#: vacuum added to each edge of a molecule's box (Å); > 2 x the 6 Å atom-graph cutoff
-VACUUM = 20.0
 #: CHGNet's atom embedding has one row per element H..Pu
 MAX_Z = 94
 
@@ -45,20 +44,6 @@ def _seed(seed: int) -> None:
 
     torch.manual_seed(seed)
     np.random.seed(seed)
-
-
-def boxed(atoms: Any, vacuum: float = VACUUM) -> Any:
-    """A fully periodic copy of ``atoms``: crystals as they are, molecules in a vacuum box."""
-    atoms = atoms.copy()
-    if atoms.pbc.all():
-        return atoms
-    positions = atoms.positions
-    extent = positions.max(axis=0) - positions.min(axis=0)
-    cell = np.diag(extent + vacuum)
-    atoms.set_cell(cell)
-    atoms.positions = positions - positions.min(axis=0) + vacuum / 2
-    atoms.pbc = True
-    return atoms
 
 
 @register_model

@@ -21,9 +21,8 @@ argument: no truncated neighbour lists). Molecules only (OMol25 is non-periodic)
 periodic structures are masked; charge and spin from ``atoms.info`` (default 0 and 1).
 
 EquiformerV2 (Liao et al. 2024; the eqV2 31M/86M/153M OMat24 models) is not in the installed
-fairchem-core 2.24.0 (v2 dropped it: only ``scripts/eqv2_to_hydra_eqv2.py`` is left); the
-last release with it, fairchem-core 1.10.0, requires torch~=2.4 and numpy<2 and is the same
-distribution as 2.24.0, so it cannot share this environment with UMA.
+fairchem-core 2.24.0 (v2 dropped it); the last release with it, fairchem-core 1.10.0, is the
+same distribution, so it has its own family: ``models/equiformer.py``.
 
 No weights can be had offline (gated Hugging Face repositories facebook/UMA, facebook/OMol25),
 so each adapter builds the real backbone with the released hyperparameters and

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Post-deploy step of workflow/envs/equiformer.yaml (run by Snakemake under --sdm conda and by
+# `matteralign env build`, with the environment's bin first on PATH). torch-scatter ships only
+# an sdist for torch 2.13: it is compiled against the env's torch (no build isolation, so the
+# build sees that torch). fairchem-core 1.10.0 declares torch~=2.4: installed without its
+# declared dependencies; what EquiformerV2 imports is pinned in equiformer.yaml.
+set -euo pipefail
+export MAX_JOBS="${MAX_JOBS:-2}"
+python -m pip install --quiet --no-build-isolation torch-scatter==2.1.2
+python -m pip install --quiet --no-deps fairchem-core==1.10.0
+python -c "import torch_scatter; from fairchem.core.models.equiformer_v2.equiformer_v2 import EquiformerV2Backbone"
