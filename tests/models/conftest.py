@@ -38,6 +38,22 @@ def make_records(extra: dict[str, object] | None = None) -> list:
     return records
 
 
+def problem_records(*names: str) -> dict:
+    """Records a 3D adapter must mask, by name: "Am2" (Z=95, beyond most element
+    embeddings), "slab" (a partly periodic cell), "no-atoms" (a record without a structure)."""
+    from ase import Atoms
+
+    from matteralign.records import Record
+
+    known = {
+        "Am2": lambda: Atoms("Am2", positions=[[0, 0, 0], [0, 0, 2.5]]),
+        "slab": lambda: Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.7]], cell=[5, 5, 5],
+                              pbc=[1, 1, 0]),
+    }
+    return {name: Record(id=name, atoms=known[name]()) if name in known
+            else Record(id=name, smiles="C", text="methane") for name in names}
+
+
 def write_records(path: Path, records: list) -> Path:
     from matteralign.datasets.store import write_structures
 

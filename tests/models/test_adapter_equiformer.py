@@ -15,6 +15,7 @@ from tests.models.conftest import (
     embed_in_env,
     invariances,
     make_records,
+    problem_records,
     read_h5,
     run_in_env,
     write_records,
@@ -32,17 +33,8 @@ SMALL = {"num_layers": 2, "sphere_channels": 32, "attn_hidden_channels": 32, "nu
 
 
 def _extra() -> dict:
-    from ase import Atoms
-
-    from matteralign.records import Record
-
-    return {
-        # Z=95 (Am) is beyond the 90-element embedding
-        "Am2": Record(id="Am2", atoms=Atoms("Am2", positions=[[0, 0, 0], [0, 0, 2.5]])),
-        "slab": Record(id="slab", atoms=Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.7]],
-                                              cell=[5, 5, 5], pbc=[1, 1, 0])),
-        "no-atoms": Record(id="no-atoms", smiles="C", text="methane"),
-    }
+    # Z=95 (Am) is beyond the 90-element embedding
+    return problem_records("Am2", "slab", "no-atoms")
 
 
 @pytest.fixture(scope="module")

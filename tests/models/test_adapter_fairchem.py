@@ -15,6 +15,7 @@ from tests.models.conftest import (
     embed_in_env,
     invariances,
     make_records,
+    problem_records,
     read_h5,
     run_in_env,
     write_records,
@@ -26,15 +27,7 @@ SMALL = {"num_layers": 2, "num_experts": 4, "sphere_channels": 32, "hidden_chann
 
 
 def _extra() -> dict:
-    from ase import Atoms
-
-    from matteralign.records import Record
-
-    return {
-        "slab": Record(id="slab", atoms=Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.7]],
-                                              cell=[5, 5, 5], pbc=[1, 1, 0])),
-        "no-atoms": Record(id="no-atoms", smiles="C", text="methane"),
-    }
+    return problem_records("slab", "no-atoms")
 
 
 @pytest.fixture(scope="module")

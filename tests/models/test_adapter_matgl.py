@@ -16,6 +16,7 @@ from tests.models.conftest import (
     check_common,
     invariances,
     make_records,
+    problem_records,
     read_h5,
     run_in_env,
     sha256,
@@ -50,17 +51,8 @@ model = a._potential.model
 
 
 def _extra() -> dict:
-    from ase import Atoms
-
-    from matteralign.records import Record
-
-    return {
-        # Z=95 (Am) is not among M3GNet-MatPES's 89 elements
-        "Am2": Record(id="Am2", atoms=Atoms("Am2", positions=[[0, 0, 0], [0, 0, 2.5]])),
-        "slab": Record(id="slab", atoms=Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.7]],
-                                              cell=[5, 5, 5], pbc=[1, 1, 0])),
-        "no-atoms": Record(id="no-atoms", smiles="C", text="methane"),
-    }
+    # Z=95 (Am) is not among M3GNet-MatPES's 89 elements
+    return problem_records("Am2", "slab", "no-atoms")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from tests.models.conftest import (
     check_common,
     invariances,
     make_records,
+    problem_records,
     read_h5,
     run_in_env,
     write_records,
@@ -24,11 +25,7 @@ FAMILY, MODEL, DIM = "matgl", "chgnet-matgl-matpes-pbe", 64
 
 
 def test_embed_layer_energy_and_checkpoint(family_env, tmp_path):
-    from ase import Atoms
-
-    from matteralign.records import Record
-
-    extra = {"Am2": Record(id="Am2", atoms=Atoms("Am2", positions=[[0, 0, 0], [0, 0, 2.5]]))}
+    extra = problem_records("Am2")
     path = write_records(tmp_path / "structures.h5", make_records(extra))
     out = tmp_path / "emb.h5"
     code = f"""

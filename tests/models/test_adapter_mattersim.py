@@ -16,6 +16,7 @@ from tests.models.conftest import (
     check_common,
     invariances,
     make_records,
+    problem_records,
     read_h5,
     run_in_env,
     sha256,
@@ -26,17 +27,8 @@ FAMILY, MODEL, DIM = "mattersim", "mattersim-v1-1m", 128
 
 
 def _extra() -> dict:
-    from ase import Atoms
-
-    from matteralign.records import Record
-
-    return {
-        # Z=95 is outside MatterSim's element embedding (Z 1-94)
-        "Am2": Record(id="Am2", atoms=Atoms("Am2", positions=[[0, 0, 0], [0, 0, 2.5]])),
-        "slab": Record(id="slab", atoms=Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.7]],
-                                              cell=[5, 5, 5], pbc=[1, 1, 0])),
-        "no-atoms": Record(id="no-atoms", smiles="C", text="methane"),
-    }
+    # Z=95 is outside MatterSim's element embedding (Z 1-94)
+    return problem_records("Am2", "slab", "no-atoms")
 
 
 @pytest.fixture(scope="module")

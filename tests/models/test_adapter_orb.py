@@ -16,6 +16,7 @@ from tests.models.conftest import (
     embed_in_env,
     invariances,
     make_records,
+    problem_records,
     read_h5,
     run_in_env,
     write_records,
@@ -25,15 +26,7 @@ FAMILY, MODEL, DIM = "orb", "orb-v3-conservative-inf-omat", 256
 
 
 def _extra() -> dict:
-    from ase import Atoms
-
-    from matteralign.records import Record
-
-    return {
-        "slab": Record(id="slab", atoms=Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.7]],
-                                              cell=[5, 5, 5], pbc=[1, 1, 0])),
-        "no-atoms": Record(id="no-atoms", smiles="C", text="methane"),
-    }
+    return problem_records("slab", "no-atoms")
 
 
 @pytest.fixture(scope="module")
