@@ -170,21 +170,16 @@ class Backend:
             return np.partition(a, 1, axis=1)[:, :2]
         return self.xp.topk(a, 2, dim=1, largest=False, sorted=True).values
 
-    def topk_sorted(self, a: Array, k: int, largest: bool = True) -> tuple[Array, Array]:
-        """Values and indices of *some* k best entries per row, best first (ties at the
-        k-th place are resolved by the caller)."""
+    def topk_sorted(self, a: Array, k: int) -> tuple[Array, Array]:
+        """Values and indices of *some* k largest entries per row, largest first (ties at
+        the k-th place are resolved by the caller)."""
         if self.kind == "numpy":
             n = a.shape[1]
-            if largest:
-                idx = np.argpartition(a, n - k, axis=1)[:, n - k :]
-                vals = np.take_along_axis(a, idx, 1)
-                order = np.argsort(-vals, axis=1, kind="stable")
-            else:
-                idx = np.argpartition(a, k - 1, axis=1)[:, :k]
-                vals = np.take_along_axis(a, idx, 1)
-                order = np.argsort(vals, axis=1, kind="stable")
+            idx = np.argpartition(a, n - k, axis=1)[:, n - k :]
+            vals = np.take_along_axis(a, idx, 1)
+            order = np.argsort(-vals, axis=1, kind="stable")
             return np.take_along_axis(vals, order, 1), np.take_along_axis(idx, order, 1)
-        v, i = self.xp.topk(a, k, dim=1, largest=largest, sorted=True)
+        v, i = self.xp.topk(a, k, dim=1, largest=True, sorted=True)
         return v, i
 
     def sort_rows(self, a: Array) -> tuple[Array, Array]:

@@ -67,7 +67,7 @@ def _needs_centring(be: Backend, x: Array) -> bool:
 
 
 def auto_block(n: int, m: int, budget_bytes: int) -> int:
-    per_row = 8 * n * (m + 4)  # stacked distance blocks, the Gram block, a few temporaries
+    per_row = 8 * n * (m + 4)  # stacked distance blocks + a few temporaries
     return int(max(1, min(n, budget_bytes // per_row)))
 
 
@@ -114,33 +114,31 @@ def run_engine(
         rowsum = be.zeros((m_models, n))
         shift = np.zeros(m_models)
 
-    # Workspaces reused by every block and model: one Gram block, and when II or dCor need
-    # all models' distance blocks at once, an M × (B·N) stack that the dCor GEMM reads as is.
-    gram_buf = be.workspace((B, n), slot=0)
+    # Workspaces reused by every block and model: when II or dCor need all models' distance
+    # blocks at once, an M × (B·N) stack that the dCor GEMM reads as is; otherwise one block.
     stacked = be.workspace((m_models, B * n), slot=1) if (needs.ii or needs.dcor) else None
+    single = be.workspace((B, n), slot=0) if stacked is None else None
 
     for r0 in range(0, n, B):
         r1 = min(n, r0 + B)
         b = r1 - r0
         rows = be.arange(r0, r1)
         local = be.arange(b)
-        gram = gram_buf[:b]
         for m, x in enumerate(data):
+            # one buffer serves the Gram block and then the distance block: the kNN selection
+            # is done with the Gram block before the distances are written over it
+            d = single[:b] if stacked is None else stacked[m, : b * n].reshape(b, n)
             if needs.knn:
-                be.gram_into(x[r0:r1], x, gram)
+                be.gram_into(x[r0:r1], x, d)
                 # self excluded by index, not by value; the diagonal is not needed again:
                 # the distance block below overwrites it with 0
-                gram[local, rows] = -math.inf
-                idx, top = topk_largest(be, gram, k)
+                d[local, rows] = -math.inf
+                idx, top = topk_largest(be, d, k)
                 keys[m][r0 * k : r1 * k] = (rows[:, None] * n + idx).reshape(-1)
                 vals[m][r0 * k : r1 * k] = top.reshape(-1)
             if not needs.dist:
                 continue
-            d = gram if stacked is None else stacked[m, : b * n].reshape(b, n)
-            if needs.knn and shared[m]:
-                if d is not gram:
-                    d[...] = gram
-            else:
+            if not (needs.knn and shared[m]):
                 be.gram_into(dist_x[m][r0:r1], dist_x[m], d)
             # |x_i|² + |x_j|² − 2 x_i·x_j, in place
             d *= -2.0
