@@ -52,7 +52,7 @@ warnings.filterwarnings("ignore")
 import numpy as np
 from matteralign.datasets.store import read_structures
 from matteralign.models import get_model
-model, structures, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model, structures, repeat, ops = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 a = get_model(model).load()
 records = [r for r in read_structures(structures) if not a.check(r)]
 out = {"n": len(records), "weights": a.weights_label(), "batch": a.batch_size}
@@ -64,6 +64,14 @@ best = float("inf")
 for _ in range(repeat):
     t = time.perf_counter(); ours(); best = min(best, time.perf_counter() - t)
 out["ours_s"] = best
+if ops:  # where our time goes: the torch ops with the largest self CPU time
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t = time.perf_counter(); ours(); wall = time.perf_counter() - t
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    out["ops"] = [(e.key, e.self_cpu_time_total / 1e6 / wall) for e in events[:ops]]
+    out["ops_torch"] = total / wall
 def prepare(atoms):
     return atoms.copy()
 try:
@@ -84,7 +92,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def run_model(model: str, family: str, structures: Path, repeat: int) -> dict:
+def run_model(model: str, family: str, structures: Path, repeat: int, ops: int = 0) -> dict:
     python = ROOT / ".envs" / family / "bin" / "python"
     if not python.exists():
         return {"error": f".envs/{family} not built"}
@@ -93,7 +101,8 @@ def run_model(model: str, family: str, structures: Path, repeat: int) -> dict:
     code = WORKER.replace("    exec(CALC)\n", "".join(
         f"    {line}\n" for line in calculator.splitlines()))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([str(python), "-c", code, model, str(structures), str(repeat)],
+    proc = subprocess.run([str(python), "-c", code, model, str(structures), str(repeat),
+                           str(ops)],
                           capture_output=True, text=True, env=env, cwd=ROOT)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -109,6 +118,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     ap.add_argument("--repeat", type=int, default=1, help="best of this many timed runs")
+    ap.add_argument("--ops", type=int, default=0, metavar="K",
+                    help="also profile one pass of ours and print its K costliest torch ops "
+                         "(share of the wall time, self CPU)")
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -124,8 +136,9 @@ def main() -> None:
         print("| model | weights | structures | batch | ours (struct/s) | "
               "ASE loop (struct/s) | ratio |")
         print("|---|---|---:|---:|---:|---:|---:|")
+        profiles: dict[str, dict] = {}
         for model in args.models:
-            res = run_model(model, models[model].family, structures, args.repeat)
+            res = run_model(model, models[model].family, structures, args.repeat, args.ops)
             if "error" in res:
                 print(f"| {model} | - | - | - | - | - | {res['error']} |")
                 continue
@@ -134,6 +147,12 @@ def main() -> None:
             print(f"| {model} | {res['weights']} | {res['n']} | {res['batch']} | {ours:.1f} | "
                   + (f"{loop:.1f} | {ours / loop:.1f}x |" if loop else
                      f"- | {res.get('loop_error', '')} |"), flush=True)
+            profiles[model] = res
+        for model, res in profiles.items():
+            if "ops" in res:
+                top = ", ".join(f"{name} {share:.0%}" for name, share in res["ops"])
+                print(f"\n{model}: torch ops {res['ops_torch']:.0%} of our wall time; "
+                      f"costliest: {top}")
 
 
 if __name__ == "__main__":
