@@ -2,13 +2,15 @@
 # Post-deploy step of workflow/envs/mattergen.yaml (run by Snakemake under --sdm conda and by
 # `matteralign env build`, with the environment's bin first on PATH).
 # 1. torch-scatter and torch-sparse ship only sdists for torch 2.13: both are compiled against
-#    the env's torch (no build isolation, so the builds see that torch). Their setup.py builds
-#    one file at a time, so the two run side by side.
+#    the env's torch (no build isolation, so the builds see that torch). torch-scatter's
+#    setup.py compiles one file at a time (it turns ninja off), so the two run side by side;
+#    torch-sparse's uses ninja with MAX_JOBS parallel compiles.
 # 2. mattergen 1.0.3 declares a CUDA torch 2.2.1: installed without its declared dependencies.
 # 3. Its wheel lacks the package data GemNetT's constructor reads (common/gemnet/gemnet-dT.json:
 #    the GemNet-dT scaling factors MatterGen's models start from, as in github.com/microsoft/
 #    mattergen, MIT); it is written back. A checkpoint brings its own scaling factors.
 set -euo pipefail
+export MAX_JOBS="${MAX_JOBS:-2}"
 wheels="$(mktemp -d)"
 trap 'rm -rf "$wheels"' EXIT
 python -m pip wheel --quiet --no-deps --no-build-isolation -w "$wheels" torch-scatter==2.1.2 &
