@@ -270,6 +270,16 @@ def frozen(model: object, device: str) -> object:
     return model
 
 
+def load_exact_state(model: Any, state: Mapping[str, Any], source: object,
+                     what: str) -> None:
+    """Load ``state`` into ``model``; a file whose keys differ is refused with the first
+    missing and unexpected keys named (``what``: what the file should have been)."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{source}: not {what} (missing {sorted(missing)[:5]}, unexpected "
+                         f"{sorted(unexpected)[:5]})")
+
+
 def structure_problem(atoms: object, max_atoms: int | None = None,
                       partly_periodic_ok: bool = False) -> str | None:
     """The checks every 3D adapter shares (after its own element checks): no partly periodic

@@ -49,6 +49,7 @@ from matteralign.models.base import (
     ModelAdapter,
     boxed,
     frozen,
+    load_exact_state,
     mean_pool,
     register_model,
     structure_problem,
@@ -142,11 +143,7 @@ class EquiformerV2(ModelAdapter):
         else:  # EquiformerV2_OC20 layout: backbone modules at the top, heads beside them
             own = set(backbone.state_dict())
             state = {k: v for k, v in state.items() if k in own}
-        missing, unexpected = backbone.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{path}: not an EquiformerV2 backbone of this configuration "
-                             f"(missing {sorted(missing)[:5]}, unexpected "
-                             f"{sorted(unexpected)[:5]})")
+        load_exact_state(backbone, state, path, "an EquiformerV2 backbone of this configuration")
         return backbone
 
     def check(self, record: Record) -> str | None:

@@ -57,6 +57,7 @@ from matteralign.models.base import (
     EmbedOutput,
     ModelAdapter,
     frozen,
+    load_exact_state,
     mean_pool,
     register_model,
     structure_problem,
@@ -219,11 +220,7 @@ class MatterGenBase(ModelAdapter):
         if any(k.startswith(STATE_PREFIX) for k in state):
             state = {k.removeprefix(STATE_PREFIX): v for k, v in state.items()
                      if k.startswith(STATE_PREFIX)}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{path}: not a MatterGen denoiser of this configuration "
-                             f"(missing {sorted(missing)[:5]}, unexpected "
-                             f"{sorted(unexpected)[:5]})")
+        load_exact_state(model, state, path, "a MatterGen denoiser of this configuration")
         return model
 
     def check(self, record: Record) -> str | None:
