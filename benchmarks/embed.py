@@ -13,6 +13,8 @@ Each model runs in its family environment (.envs/{family}); the structures are a
 deterministic subsample of a dataset prepared by the driver (``matteralign prepare``).
 
     PYTHONPATH=src .venv/bin/python benchmarks/embed.py --dataset qm9 --n 200
+    ... --device cuda   # both sides on a GPU (the clock waits for the GPU's work)
+    ... --ops 3         # and where our time goes: the three costliest torch ops
 """
 
 from __future__ import annotations
@@ -34,16 +36,16 @@ CALCULATORS = {
     # CHGNet needs a cell: molecules get the same vacuum box as in the adapter
     "chgnet": ("from chgnet.model.dynamics import CHGNetCalculator\n"
                "from matteralign.models.chgnet import boxed as prepare\n"
-               "calc = CHGNetCalculator(model=a._model, use_device='cpu')"),
+               "calc = CHGNetCalculator(model=a._model, use_device=device)"),
     "sevenn": ("from sevenn.calculator import SevenNetCalculator\n"
-               "calc = SevenNetCalculator(str(a._checkpoint_file()), device='cpu')"),
+               "calc = SevenNetCalculator(str(a._checkpoint_file()), device=device)"),
     "mace": ("import torch, tempfile\n"
              "from mace.calculators import MACECalculator\n"
              "path = tempfile.mktemp(suffix='.model'); torch.save(a._model, path)\n"
-             "calc = MACECalculator(model_paths=path, device='cpu', default_dtype='float64')"),
+             "calc = MACECalculator(model_paths=path, device=device, default_dtype='float64')"),
     "orb": ("from orb_models.forcefield.calculator import ORBCalculator\n"
-            "calc = ORBCalculator(a._model, system_config=a._system_config, device='cpu')"),
-    "ani": "calc = a._model.ase()",
+            "calc = ORBCalculator(a._model, system_config=a._system_config, device=device)"),
+    "ani": "calc = a._model.ase()",  # the model is already on the adapter's device
 }
 
 WORKER = """
@@ -53,12 +55,18 @@ import numpy as np
 from matteralign.datasets.store import read_structures
 from matteralign.models import get_model
 model, structures, repeat, ops = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-a = get_model(model).load()
+device = sys.argv[5]
+a = get_model(model, device=device).load()
+def sync():  # GPU work is asynchronous: wait for it before reading the clock
+    if device.startswith("cuda"):
+        import torch
+        torch.cuda.synchronize()
 records = [r for r in read_structures(structures) if not a.check(r)]
 out = {"n": len(records), "weights": a.weights_label(), "batch": a.batch_size}
 def ours():
     for i in range(0, len(records), a.batch_size):
         a.embed_batch(records[i:i + a.batch_size])
+    sync()
 ours()  # warm-up: lazy initialisation, allocator
 best = float("inf")
 for _ in range(repeat):
@@ -81,6 +89,7 @@ try:
             atoms = prepare(r.atoms)
             atoms.calc = calc
             atoms.get_potential_energy()
+        sync()
     loop()
     best = float("inf")
     for _ in range(repeat):
@@ -92,7 +101,8 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def run_model(model: str, family: str, structures: Path, repeat: int, ops: int = 0) -> dict:
+def run_model(model: str, family: str, structures: Path, repeat: int, ops: int = 0,
+              device: str = "cpu") -> dict:
     python = ROOT / ".envs" / family / "bin" / "python"
     if not python.exists():
         return {"error": f".envs/{family} not built"}
@@ -102,7 +112,7 @@ def run_model(model: str, family: str, structures: Path, repeat: int, ops: int =
         f"    {line}\n" for line in calculator.splitlines()))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([str(python), "-c", code, model, str(structures), str(repeat),
-                           str(ops)],
+                           str(ops), device],
                           capture_output=True, text=True, env=env, cwd=ROOT)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -118,6 +128,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     ap.add_argument("--repeat", type=int, default=1, help="best of this many timed runs")
+    ap.add_argument("--device", default="cpu",
+                    help="where both ours and the loop run (cuda: a GPU figure)")
     ap.add_argument("--ops", type=int, default=0, metavar="K",
                     help="also profile one pass of ours and print its K costliest torch ops "
                          "(share of the wall time, self CPU)")
@@ -131,14 +143,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         structures = Path(tmp) / "structures.h5"
         prepare_dataset(args.dataset, args.n, args.seed, structures, {})
-        print(f"# embedding throughput, {args.dataset} n={args.n} (seed {args.seed}), CPU, "
-              f"{os.cpu_count()} cores, best of {args.repeat}\n")
+        print(f"# embedding throughput, {args.dataset} n={args.n} (seed {args.seed}), "
+              f"{args.device}, {os.cpu_count()} cores, best of {args.repeat}\n")
         print("| model | weights | structures | batch | ours (struct/s) | "
               "ASE loop (struct/s) | ratio |")
         print("|---|---|---:|---:|---:|---:|---:|")
         profiles: dict[str, dict] = {}
         for model in args.models:
-            res = run_model(model, models[model].family, structures, args.repeat, args.ops)
+            res = run_model(model, models[model].family, structures, args.repeat, args.ops,
+                            args.device)
             if "error" in res:
                 print(f"| {model} | - | - | - | - | - | {res['error']} |")
                 continue
