@@ -77,7 +77,7 @@ def test_architecture_layer_and_checkpoints(family_env, tmp_path):
 import json, os, pathlib, numpy as np, torch, yaml
 from ase.build import bulk
 from matteralign.models import get_model
-from matteralign.models.mattergen import MATTERGEN_BASE, _SELECTED_FALLBACK
+from matteralign.models.mattergen import MATTERGEN_BASE, TRAINING_ELEMENTS
 from matteralign.records import Record
 from mattergen.common.utils.globals import SELECTED_ATOMIC_NUMBERS
 full = get_model("mattergen-base").load()
@@ -137,7 +137,7 @@ print(json.dumps({
     "params": params, "blocks": len(g.int_blocks), "cutoff": g.cutoff,
     "max_neighbors": g.max_neighbors, "atom_dim": g.atom_emb.emb_size,
     "types": den.fc_atom.out_features, "full_types": full._model.fc_atom.out_features,
-    "elements": sorted(SELECTED_ATOMIC_NUMBERS) == sorted(_SELECTED_FALLBACK),
+    "elements": set(SELECTED_ATOMIC_NUMBERS) == TRAINING_ELEMENTS,
     "direct": float(np.abs(direct - emb[0]).max()),
     "noise": float(np.abs(noisier.embed_batch(records).embeddings - emb).max()),
     "folder": float(np.abs(from_folder.embed_batch(records).embeddings - emb).max()),

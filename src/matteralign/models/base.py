@@ -259,6 +259,40 @@ class OutputKeeper:
         self.store.append(output.detach())  # type: ignore[attr-defined]
 
 
+@dataclass
+class InputKeeper:
+    """A forward pre-hook that appends its module's (detached) first input to ``store``: for
+    a last hidden layer that is what a head reads rather than what a block returns."""
+
+    store: list[object]
+
+    def __call__(self, module: object, inputs: tuple[object, ...]) -> None:
+        self.store.append(inputs[0].detach())  # type: ignore[attr-defined]
+
+
+def pickle_refused(path: object, error: BaseException, hint: str = "") -> ValueError:
+    """The error for a checkpoint that ``torch.load(weights_only=True)`` refused while the
+    model's config does not allow unpickling (a pickle runs code stored in the file)."""
+    return ValueError(
+        f"{path} is not a plain tensor checkpoint (weights_only load failed: "
+        f"{str(error).splitlines()[0][:200]}); {hint + '; ' if hint else ''}unpickling runs "
+        "code stored in the file: set allow_pickle: true in this model's config entry only "
+        "if you trust it")
+
+
+def load_torch_checkpoint(path: object, allow_pickle: bool, hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file that needs unpickling loads
+    only with ``allow_pickle``, else :func:`pickle_refused` names the failure and the fix."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError variants
+        if not allow_pickle:
+            raise pickle_refused(path, error, hint) from None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
 def frozen(model: object, device: str) -> object:
     """A torch module on ``device`` in eval mode with every parameter frozen: adapters only
     read activations, and no autograd graph should be kept for them."""

@@ -56,6 +56,7 @@ from matteralign.models.base import (
     ModelAdapter,
     frozen,
     mean_pool,
+    pickle_refused,
     register_model,
     structure_problem,
 )
@@ -146,11 +147,8 @@ class _FairchemBackbone(ModelAdapter):
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
             if not self.allow_pickle:
-                raise ValueError(
-                    f"{path} is not a plain state_dict (weights_only load failed: "
-                    f"{str(error).splitlines()[0][:200]}); fairchem checkpoints are pickles "
-                    "that run code when loaded: set allow_pickle: true in this model's config "
-                    "entry only if you trust the file") from None
+                raise pickle_refused(path, error, "fairchem's .pt checkpoints are pickles") \
+                    from None
             from fairchem.core.calculate.pretrained_mlip import load_predict_unit
 
             unit = load_predict_unit(str(path), inference_settings="default",

@@ -64,6 +64,7 @@ from matteralign.models.base import (
     ModelAdapter,
     OutputKeeper,
     frozen,
+    load_torch_checkpoint,
     mean_pool,
     register_model,
     structure_problem,
@@ -172,16 +173,11 @@ class _MACEAdapter(ModelAdapter):
     def _from_file(self, path: Path) -> Any:
         import torch
 
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # a pickled module: refused by weights_only
-            if not self.allow_pickle:
-                raise ValueError(
-                    f"{path} is not a plain state_dict (weights_only load failed: "
-                    f"{str(error).splitlines()[0][:200]}); a whole-module .model file runs "
-                    "code when unpickled: set allow_pickle: true in this model's config entry "
-                    "only if you trust the file, or convert it to a state_dict") from None
-            return torch.load(path, map_location="cpu", weights_only=False)
+        state = load_torch_checkpoint(path, self.allow_pickle,
+                                      "a whole-module .model file is a pickle (or convert it "
+                                      "to a state_dict)")
+        if isinstance(state, torch.nn.Module):  # mace_mp()/mace_off()'s .model files
+            return state
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         model = self.build()

@@ -55,9 +55,11 @@ import numpy as np
 from matteralign.models.base import (
     RANDOM_INIT,
     EmbedOutput,
+    InputKeeper,
     ModelAdapter,
     frozen,
     load_exact_state,
+    load_torch_checkpoint,
     mean_pool,
     register_model,
     structure_problem,
@@ -75,6 +77,13 @@ MATTERGEN_BASE: dict[str, Any] = {
 STATE_PREFIX = "diffusion_module.model."
 #: MatterGen's sampler: N = 1000 steps, the last at eps_t = 1/N
 DEFAULT_NOISE_LEVEL = 1e-3
+#: the elements MatterGen was trained on: mattergen.common.utils.globals.
+#: SELECTED_ATOMIC_NUMBERS (the tests check the copy), here so that check() needs no import
+TRAINING_ELEMENTS = frozenset((
+    1, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27,
+    28, 29, 30, 31, 32, 33, 34, 35, 37, 38, 39, 40, 41, 42, 44, 45, 46, 47, 48, 49, 50, 51,
+    52, 53, 55, 56, 57, 58, 59, 60, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75,
+    76, 77, 78, 79, 80, 81, 82, 83))
 
 
 @register_model
@@ -121,7 +130,6 @@ class MatterGenBase(ModelAdapter):
         self.config_overrides = dict(config_overrides or {})
         self._model: Any = None
         self._captured: list[Any] = []
-        self._elements: set[int] = set()
 
     def fetch_weights(self, dest: Path) -> Path:
         """``config.yaml`` and ``checkpoints/last.ckpt`` of the released model from the
@@ -151,11 +159,12 @@ class MatterGenBase(ModelAdapter):
             from mattergen.common.gemnet.layers.embedding_block import AtomEmbedding
             from mattergen.denoiser import GemNetTDenoiser
 
-        if config.get("property_embeddings") or config.get("property_embeddings_adapt"):
-            raise ValueError(
-                "this MatterGen checkpoint is conditioned on properties "
-                f"({sorted({**(config.get('property_embeddings') or {}), **(config.get('property_embeddings_adapt') or {})})}); "  # noqa: E501
-                "the adapter runs unconditional models only (mattergen_base, mp_20_base)")
+        conditioned = sorted({*(config.get("property_embeddings") or {}),
+                              *(config.get("property_embeddings_adapt") or {})})
+        if conditioned:
+            raise ValueError(f"this MatterGen checkpoint is conditioned on properties "
+                             f"({conditioned}); the adapter runs unconditional models only "
+                             "(mattergen_base, mp_20_base)")
         hidden = int(config["hidden_dim"])
         with_mask = bool(config["denoise_atom_types"]) and config["atom_type_diffusion"] == "mask"
         gemnet_args = {k: v for k, v in config["gemnet"].items()
@@ -184,31 +193,17 @@ class MatterGenBase(ModelAdapter):
         else:
             model = self._from_file(Path(self.weights))
         model = frozen(model, self.device)
-        model.fc_atom.register_forward_pre_hook(_InputKeeper(self._captured))
+        model.fc_atom.register_forward_pre_hook(InputKeeper(self._captured))
         self._model = model
-        with _quiet():
-            from mattergen.common.utils.globals import SELECTED_ATOMIC_NUMBERS
-        self._elements = {int(z) for z in SELECTED_ATOMIC_NUMBERS}
 
     def _from_file(self, path: Path) -> Any:
-        import torch
-
         folder_config: dict[str, Any] = {}
         if path.is_dir():
             folder_config = _read_config_yaml(path / "config.yaml")
             path = path / "checkpoints" / "last.ckpt"
         elif (path.parent.parent / "config.yaml").exists():  # .../checkpoints/last.ckpt
             folder_config = _read_config_yaml(path.parent.parent / "config.yaml")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            if not self.allow_pickle:
-                raise ValueError(
-                    f"{path} does not load with weights_only=True ("
-                    f"{str(error).splitlines()[0][:200]}); a checkpoint that must be "
-                    "unpickled runs code: set allow_pickle: true in this model's config entry "
-                    "only if you trust the file") from None
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_torch_checkpoint(path, self.allow_pickle)
         state = checkpoint.get("state_dict", checkpoint)
         model_config = _model_section(checkpoint.get("config")) or \
             _model_section(folder_config) or {}
@@ -232,11 +227,10 @@ class MatterGenBase(ModelAdapter):
         if not atoms.pbc.any():
             return ("not periodic: MatterGen takes crystals (GemNet reads the angles between "
                     "bonds and lattice vectors, which a molecule does not have)")
-        known = self._elements or set(_SELECTED_FALLBACK)
-        unknown = sorted({int(z) for z in atoms.numbers} - known)
+        unknown = sorted({int(z) for z in atoms.numbers} - TRAINING_ELEMENTS)
         if unknown:
-            return (f"element(s) Z={unknown} outside the {len(known)} elements MatterGen was "
-                    "trained on")
+            return (f"element(s) Z={unknown} outside the {len(TRAINING_ELEMENTS)} elements "
+                    "MatterGen was trained on")
         return structure_problem(atoms, self.max_atoms)
 
     def atom_features(self, records: Sequence[Record]) -> list[np.ndarray]:
@@ -270,16 +264,6 @@ class MatterGenBase(ModelAdapter):
         return EmbedOutput(mean_pool(self.atom_features(records)))
 
 
-class _InputKeeper:
-    """A forward pre-hook that keeps its module's (detached) first input."""
-
-    def __init__(self, store: list[Any]) -> None:
-        self.store = store
-
-    def __call__(self, module: object, inputs: tuple[Any, ...]) -> None:
-        self.store.append(inputs[0].detach())
-
-
 def _read_config_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
@@ -304,10 +288,3 @@ def _quiet() -> Any:
         yield
 
 
-#: MatterGen's training elements (mattergen.common.utils.globals.SELECTED_ATOMIC_NUMBERS),
-#: used by check() before the model is loaded
-_SELECTED_FALLBACK = (
-    1, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27,
-    28, 29, 30, 31, 32, 33, 34, 35, 37, 38, 39, 40, 41, 42, 44, 45, 46, 47, 48, 49, 50, 51,
-    52, 53, 55, 56, 57, 58, 59, 60, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75,
-    76, 77, 78, 79, 80, 81, 82, 83)

@@ -40,6 +40,7 @@ from matteralign.models.base import (
     EmbedOutput,
     ModelAdapter,
     frozen,
+    load_torch_checkpoint,
     mean_pool,
     register_model,
     structure_problem,
@@ -83,19 +84,9 @@ class MatterSimV1_1M(ModelAdapter):  # noqa: N801 - the model's own name
         return not self.weights or self.weights == RANDOM_INIT
 
     def _checkpoint(self, path: Path) -> dict[str, Any]:
-        import torch
-
         if not path.is_file():
             raise FileNotFoundError(f"MatterSim checkpoint not found: {path}")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError variants
-            if not self.allow_pickle:
-                raise ValueError(
-                    f"{path} is not a plain tensor checkpoint (weights_only load failed: "
-                    f"{str(exc).splitlines()[0][:200]}); set allow_pickle: true in the model's "
-                    "options only if you trust the file") from exc
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_torch_checkpoint(path, self.allow_pickle)
         if checkpoint.get("model_name", "m3gnet") != "m3gnet" or "model" not in checkpoint:
             raise ValueError(f"{path}: not a MatterSim M3Gnet checkpoint")
         return checkpoint
