@@ -14,7 +14,7 @@ if "datasets" not in config:
 
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+include: "workflow/rules/validate.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -27,9 +27,10 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:
     input:
-        all_targets(),
+        all_targets() + analysis_targets(),
     default_target: True

@@ -157,7 +157,8 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from matteralign.config import load_config, study_grid
 
-    config = load_config(args.config, check_inputs=not args.quick)
+    config = load_config(args.config, check_inputs=not args.quick,
+                         local_jobs=not args.cluster)
     for dataset, models in study_grid(config).items():
         print(f"{dataset} (n={config['datasets'][dataset]['n']}): {', '.join(models)}")
     return 0
@@ -218,6 +219,126 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_performance(args: argparse.Namespace) -> int:
+    from matteralign.analysis.performance import write_performance
+
+    result = write_performance(args.structures, args.embeddings, args.out, seed=args.seed)
+    print(f"performance of {len(result.models)} models (target "
+          f"{result.attrs['target'] or 'none'}) -> {args.out}")
+    return 0
+
+
+def cmd_probes(args: argparse.Namespace) -> int:
+    from matteralign.analysis.probes import write_probes
+
+    result = write_probes(args.structures, args.embeddings, args.out, args.figure,
+                          seed=args.seed)
+    print(f"probes of {len(result.models)} models x {len(result.properties)} properties "
+          f"-> {args.out}, {args.figure}")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from matteralign.analysis.transfer import write_transfer
+
+    result = write_transfer(args.structures, args.embeddings, args.out, args.figure,
+                            prop=args.property, seed=args.seed)
+    print(f"probe transfer of {result.attrs['property']} over {len(result.models)} models "
+          f"-> {args.out}, {args.figure}")
+    return 0
+
+
+def _require_files(*paths: str | os.PathLike[str]) -> None:
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing input file(s): {missing}; build them first "
+                                "(snakemake names the rule that makes each)")
+
+
+def cmd_convergence(args: argparse.Namespace) -> int:
+    from matteralign.analysis.convergence import write_convergence
+
+    _require_files(args.performance, args.metric_file)
+    result = write_convergence(args.performance, args.metric_file, args.out, args.figure,
+                               reference=args.reference or None, seed=args.seed)
+    rho = {key: round(vals[0], 3) for key, vals in result.spearman.items()}
+    print(f"convergence: reference {result.reference or '-'}, {result.n_models} models in ρ, "
+          f"spearman {rho} -> {args.out}")
+    return 0
+
+
+def cmd_regimes(args: argparse.Namespace) -> int:
+    from matteralign.analysis.regimes import read_domains, write_regimes
+
+    _require_files(args.intrinsic_dim, args.ii, args.metric_file)
+    result = write_regimes(args.dataset_kind, args.intrinsic_dim, args.ii, args.metric_file,
+                           args.out, args.figure_id, args.figure_ii, read_domains(args.domains))
+    counts = {group: s["n_models"] for group, s in result.summary.items()}
+    print(f"regimes: {counts} -> {args.out}")
+    return 0
+
+
+def cmd_maps(args: argparse.Namespace) -> int:
+    import h5py
+
+    from matteralign.analysis.maps import model_maps
+    from matteralign.io import read_attrs
+    from matteralign.plots.study import plot_maps
+
+    _require_files(args.structures, *args.embeddings)
+    maps = model_maps(args.structures, args.embeddings, args.property,
+                      preprocessing=args.preprocessing, seed=args.seed)
+    with h5py.File(args.structures, "r") as handle:
+        attrs = read_attrs(handle)
+    described = json.loads(attrs.get("properties_description", "{}") or "{}")
+    plot_maps(maps, args.property, args.out, dataset=str(attrs.get("dataset", "")),
+              units=str(described.get(args.property, ""))[:60])
+    print(f"maps of {len(maps)} models coloured by {args.property} -> {args.out}")
+    return 0
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from matteralign.analysis.tree import model_tree
+    from matteralign.io import read_metric
+    from matteralign.models.domains import control_label
+    from matteralign.plots.study import plot_tree
+
+    _require_files(args.metric_file)
+    metric = read_metric(args.metric_file)
+    if metric.matrix is None or metric.attrs.get("higher_is_aligned") != "True":
+        raise ValueError(f"{args.metric_file}: the tree needs a similarity matrix (cknna.h5, "
+                         f"cka.h5, ...), not {metric.metric!r}")
+    tree = model_tree(metric.models, metric.matrix)
+    flags = list(metric.attrs.get("random_init", []))
+    controls = []
+    for i, model in enumerate(metric.models):
+        random_init = i < len(flags) and flags[i] == "True"
+        try:
+            controls.append(control_label(model, random_init))
+        except KeyError:
+            controls.append("random-init" if random_init else "")
+    modalities = list(metric.attrs.get("modalities", [""] * len(metric.models)))
+    plot_tree(tree, args.out, modalities, controls,
+              title=f"Models by {metric.metric} on {metric.attrs.get('dataset', '?')} "
+                    f"(k={metric.attrs.get('k', '?')}, N={metric.attrs.get('n_used', '?')})")
+    print(f"tree of {len(metric.models)} models -> {args.out}")
+    return 0
+
+
+def cmd_answers(args: argparse.Namespace) -> int:
+    from matteralign.analysis.answers import read_config_arg, write_answers
+
+    if not Path(args.results).is_dir():
+        raise FileNotFoundError(f"--results {args.results}: no such folder; run the study "
+                                "first (snakemake)")
+    answers = write_answers(args.results, read_config_arg(args.config), args.out, args.json,
+                            embed_figures=not args.no_embed)
+    for claim in answers.claims:
+        print(f"{claim.verdict:>22}  {claim.title}")
+    print(f"-> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matteralign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -253,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--quick", action="store_true",
                    help="skip the checks that checkpoints and data are present")
+    p.add_argument("--cluster", action="store_true",
+                   help="jobs run on other machines (e.g. SLURM): device: cuda does not need "
+                   "a GPU on this one")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("prepare", help="subsample a dataset into a structures file")
@@ -304,16 +428,91 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", nargs="*", default=[])
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("performance", help="energy error (composition-corrected) and "
+                       "reference-energy probe of every model of a dataset")
+    p.add_argument("--structures", required=True, help="the dataset's structures.h5")
+    p.add_argument("--embeddings", nargs="+", required=True)
+    p.add_argument("--out", required=True, help="performance.h5")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_performance)
+
+    p = sub.add_parser("probes", help="ridge probes of every property from every model")
+    p.add_argument("--structures", required=True, help="the dataset's structures.h5")
+    p.add_argument("--embeddings", nargs="+", required=True)
+    p.add_argument("--out", required=True, help="probes.h5")
+    p.add_argument("--figure", required=True, help="R² heatmap (PNG)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_probes)
+
+    p = sub.add_parser("transfer", help="probe transfer between every ordered model pair")
+    p.add_argument("--structures", required=True, help="the dataset's structures.h5")
+    p.add_argument("--embeddings", nargs="+", required=True)
+    p.add_argument("--out", required=True, help="transfer.h5")
+    p.add_argument("--figure", required=True, help="R² heatmap (PNG)")
+    p.add_argument("--property", default=None,
+                   help="property to probe (default: the dataset's reference energy, else "
+                        "its first property with values)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_transfer)
+    p = sub.add_parser("convergence", help="alignment against error: Spearman ρ and figure")
+    p.add_argument("--performance", required=True, help="performance.h5 of the dataset")
+    p.add_argument("--metric-file", required=True, help="pairwise metric file, e.g. cknna.h5")
+    p.add_argument("--out", required=True)
+    p.add_argument("--figure", required=True)
+    p.add_argument("--reference", default=None,
+                   help="reference model (default: the lowest finite MAE)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_convergence)
+
+    p = sub.add_parser("regimes", help="ID/OOD/control regimes: intrinsic dimension and II")
+    p.add_argument("--dataset-kind", required=True, help="molecules | crystals | proteins")
+    p.add_argument("--intrinsic-dim", required=True, help="intrinsic_dim.h5")
+    p.add_argument("--ii", required=True, help="information_imbalance.h5")
+    p.add_argument("--metric-file", required=True, help="cknna.h5 (calibrated if present)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--figure-id", required=True)
+    p.add_argument("--figure-ii", required=True)
+    p.add_argument("--domains", default=None,
+                   help="training-domain overrides as JSON (inline or a file): model -> kinds")
+    p.set_defaults(func=cmd_regimes)
+
+    p = sub.add_parser("maps", help="PCA (and UMAP if installed) maps of every model")
+    p.add_argument("--structures", required=True)
+    p.add_argument("--embeddings", nargs="+", required=True)
+    p.add_argument("--property", required=True, help="a property of structures.h5")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preprocessing", default="l2")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_maps)
+
+    p = sub.add_parser("tree", help="dendrogram of models from alignment distances")
+    p.add_argument("--metric-file", required=True, help="a similarity metric file (cknna.h5)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_tree)
+
+    p = sub.add_parser("answers", help="the paper's claims tested on a study's results (HTML)")
+    p.add_argument("--results", required=True, help="the study's results folder")
+    p.add_argument("--config", required=True,
+                   help="the study config: a YAML/JSON file or inline JSON")
+    p.add_argument("--out", required=True, help="answers.html")
+    p.add_argument("--json", default=None, help="the numbers (default: --out with .json)")
+    p.add_argument("--no-embed", action="store_true",
+                   help="link the figures instead of embedding them in the page")
+    p.set_defaults(func=cmd_answers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from matteralign.config import ConfigError
+    """Run one command; a problem the user can fix (every :class:`MatterAlignError`, a missing
+    or unreadable file, a bad value) is printed as ``matteralign CMD: error: ...`` and exits 2,
+    without a traceback."""
+    from matteralign.errors import MatterAlignError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
+    except (MatterAlignError, OSError, ValueError, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"matteralign {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -8,7 +8,9 @@ problem is reported as one :class:`ConfigError` naming the key and the fix, befo
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import sys
 from collections.abc import Mapping
 from copy import deepcopy
 from pathlib import Path
@@ -16,12 +18,14 @@ from typing import Any
 
 import yaml
 
+from matteralign.errors import MatterAlignError
 from matteralign.models.base import RANDOM_INIT
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(MatterAlignError, ValueError):
     """A configuration problem; the message names the key and how to fix it."""
 
 
@@ -90,12 +94,30 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
             if dataset not in config["datasets"]:
                 raise ConfigError(f"config key models.{name}.datasets: {dataset!r} is not one of "
                                   f"the configured datasets {sorted(config['datasets'])}")
-    from matteralign.models.base import option_problem
+    from matteralign.models.base import adapter_options, option_problem
 
     for name in config["models"]:
-        problem = option_problem(name, model_options(config, name).get("options") or {})
+        options = model_options(config, name).get("options") or {}
+        problem = option_problem(name, options)
+        key = problem.split(":", 1)[0] if problem else ""
+        where = f"models.{name}.options" + (f".{key}" if key in options else "")
         if problem:
-            raise ConfigError(f"config key models.{name}.options: {problem}")
+            told = problem.split(":", 1)[1].strip() if key in options else problem
+            raise ConfigError(f"config key {where}: {told} (model {name!r})")
+        try:  # the adapter's own checks of its options (constructors load nothing)
+            models[name](weights=None, **{k: v for k, v in options.items()
+                                          if k in adapter_options(models[name])})
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"config key {where}: {err}") from None
+    for name, entry in config["datasets"].items():
+        dataset_options(name, entry)
+    reference = (config.get("analysis") or {}).get("reference")
+    if reference is not None and reference not in config["models"]:
+        raise ConfigError(f"config key analysis.reference: {reference!r} is not one of the "
+                          f"configured models {list(config['models'])}; name one of them, or "
+                          "null for each dataset's most accurate model")
+    _check_results(config, base)
+    _check_k(config)
     grid = study_grid(config)
     for dataset, names in grid.items():
         if len(names) < 2:
@@ -109,10 +131,59 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
             raise ConfigError(problems[0])
 
 
+def dataset_options(name: str, entry: Mapping[str, Any]) -> Any:
+    """The dataset ``name`` built with its config options; bad options are a ConfigError
+    naming ``datasets.NAME.options`` (the dataset's constructor checks them)."""
+    from matteralign.datasets import registered_datasets
+
+    options = entry.get("options") or {}
+    try:
+        return registered_datasets()[name](**options)
+    except (TypeError, ValueError) as err:
+        bad = [k for k in options if k in str(err)]
+        where = f"datasets.{name}.options" + (f".{bad[0]}" if len(bad) == 1 else "")
+        raise ConfigError(f"config key {where}: {err}") from None
+
+
+def _check_results(config: Mapping[str, Any], base: Path | None) -> None:
+    results = Path(config["results"])
+    path = results if base is None or results.is_absolute() else base / results
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"config key results: {config['results']!r} is an existing file, "
+                          "not a folder; give a folder for the study's outputs")
+
+
+def _check_k(config: Mapping[str, Any]) -> None:
+    """The neighbour metrics need k + 2 structures: check every dataset's n against k."""
+    k = config["metrics"]["k"]
+    need = max(k + 2, 4)
+    for name, entry in config["datasets"].items():
+        if entry["n"] < need:
+            raise ConfigError(
+                f"config key metrics.k: k={k} neighbours need at least {need} structures in "
+                f"every dataset, but datasets.{name}.n is {entry['n']}; lower metrics.k or "
+                "raise n")
+
+
+def _weights_problem(name: str, weights: str, path: Path) -> str | None:
+    """A configured checkpoint path that cannot be what the model reads."""
+    from matteralign.models import registered_models
+
+    if not path.is_dir():
+        return None
+    if not registered_models()[name].weights_folder_ok:
+        return (f"config key models.{name}.weights: {weights!r} is a folder, but {name} "
+                "reads one checkpoint file; give the file's path")
+    if not any(p.is_file() for p in path.rglob("*")):
+        return (f"config key models.{name}.weights: the folder {weights!r} holds no files; "
+                "give the checkpoint folder (e.g. config.json with model.safetensors)")
+    return None
+
+
 def input_problems(config: Mapping[str, Any], base: Path | None = None,
                    first_only: bool = False) -> list[str]:
-    """Missing checkpoints, missing data and N larger than a dataset, one message each."""
-    from matteralign.datasets import registered_datasets
+    """Missing checkpoints (or a folder where a file is read), missing data and N larger than
+    a dataset or than what its filters leave, one message each."""
     from matteralign.models import registered_models
 
     models = registered_models()
@@ -135,18 +206,90 @@ def input_problems(config: Mapping[str, Any], base: Path | None = None,
                 )
                 if first_only:
                     return problems
-    datasets = registered_datasets()
+            elif (problem := _weights_problem(name, weights, path)) is not None:
+                problems.append(problem)
+                if first_only:
+                    return problems
     for name, entry in config["datasets"].items():
-        dataset = datasets[name](**entry.get("options", {}))
+        dataset = dataset_options(name, entry)
         ok, where = dataset.available()
         if not ok:
             problems.append(f"config key datasets.{name}: the data is not here: {where}")
         elif entry["n"] > dataset.size():
             problems.append(f"config key datasets.{name}.n: {entry['n']} is larger than the "
                             f"dataset ({dataset.size()} structures); lower n")
+        elif entry["n"] > (kept := dataset.filtered_size()):
+            options = entry.get("options") or {}
+            problems.append(
+                f"config key datasets.{name}.n: {entry['n']} is more than the {kept} "
+                f"structures that pass the dataset's filters (options {json.dumps(options)}); "
+                "lower n or relax the filter (e.g. raise options.max_atoms)")
         if problems and first_only:
             return problems
     return problems
+
+
+def local_env_torch(prefix: Path, family: str) -> str | None:
+    """The ``torch==...`` entry of a built local env's package list (None: no marker or no
+    torch): its build tag says whether it can use a GPU (``+cpu`` cannot)."""
+    marker = prefix / family / "matteralign-env.json"
+    try:
+        packages = json.loads(marker.read_text()).get("packages", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    return next((p for p in packages if str(p).lower().startswith("torch==")), None)
+
+
+def driver_has_cuda() -> bool:
+    """Whether torch in this interpreter sees a GPU (False without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _env_prefix(config: Mapping[str, Any]) -> Path:
+    prefix = Path(config["envs"]["prefix"])
+    return prefix if prefix.is_absolute() else ROOT / prefix
+
+
+def device_problems(config: Mapping[str, Any], local_jobs: bool = True,
+                    local_envs: bool | None = None) -> list[str]:
+    """Why ``device: cuda`` cannot run: no GPU for this interpreter's torch (only checked when
+    ``local_jobs``: jobs run on this machine), or a local family env with a CPU-only torch
+    (``local_envs``: default ``envs.mode == local``)."""
+    if config["device"] != "cuda":
+        return []
+    from matteralign.models import registered_models
+
+    problems = []
+    if local_jobs and not driver_has_cuda():
+        problems.append(f"config key device: cuda, but torch in {sys.executable} sees no GPU on "
+                        "this machine; use device: cpu (or auto), or run where a GPU is "
+                        "(a cluster profile submits the jobs to GPU nodes)")
+    if local_envs if local_envs is not None else config["envs"]["mode"] == "local":
+        models = registered_models()
+        families = sorted({models[m].family for ms in study_grid(config).values() for m in ms})
+        for family in families:
+            torch = local_env_torch(_env_prefix(config), family)
+            if torch and "+cpu" in torch:
+                problems.append(
+                    f"config key device: cuda, but the {family} environment "
+                    f"({_env_prefix(config) / family}) has a CPU-only torch ({torch}); use "
+                    "device: cpu (or auto), or rebuild it with a CUDA build of torch")
+    return problems
+
+
+def resolve_device(config: Mapping[str, Any], local_envs: bool | None = None) -> str:
+    """``device: auto`` made concrete: ``cuda`` when torch here sees a GPU and no local family
+    env of the grid has a CPU-only torch, else ``cpu``; ``cpu``/``cuda`` stay as they are."""
+    if config["device"] != "auto":
+        return str(config["device"])
+    if not driver_has_cuda():
+        return "cpu"
+    as_cuda = {**config, "device": "cuda"}
+    return "cpu" if device_problems(as_cuda, local_jobs=False, local_envs=local_envs) else "cuda"
 
 
 def study_grid(config: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -165,7 +308,8 @@ def study_grid(config: Mapping[str, Any]) -> dict[str, list[str]]:
     return grid
 
 
-def load_config(path: str | os.PathLike[str], check_inputs: bool = True) -> dict[str, Any]:
+def load_config(path: str | os.PathLike[str], check_inputs: bool = True,
+                local_jobs: bool = True) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
@@ -173,6 +317,13 @@ def load_config(path: str | os.PathLike[str], check_inputs: bool = True) -> dict
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping of keys "
+                          f"(results, datasets, models, ...), not {type(raw).__name__}")
     config = validate_schema(raw)
     check_config(config, base=Path.cwd(), check_inputs=check_inputs)
+    if check_inputs:
+        problems = device_problems(config, local_jobs=local_jobs)
+        if problems:
+            raise ConfigError(problems[0])
     return config

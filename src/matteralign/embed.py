@@ -2,13 +2,18 @@
 
 Long runs are resumable: the structures are embedded in shards, each finished shard is saved
 atomically under ``{output}.parts/``, and a restarted job (a requeued SLURM job, a killed
-laptop run) loads the finished shards of the same model, weights and dataset and continues
-from there. The parts are removed once the final file is written.
+laptop run) loads the finished shards of the same model, weights, dataset, code and package
+versions and continues from there; shards of another code or package version are dropped and
+the model starts over, so a file never mixes rows of two versions. The parts are removed once
+the final file is written.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
+import inspect
 import json
 import os
 import shutil
@@ -17,20 +22,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 from tqdm import tqdm
 
 from matteralign.datasets.store import read_structure_attrs, read_structures
 from matteralign.io import (
+    CorruptFileError,
     EmbeddingFile,
     atomic_h5,
+    load_verified,
+    open_h5,
     read_strings,
     strings,
     write_embeddings,
 )
 from matteralign.models import ModelAdapter, get_model
 from matteralign.models.base import check_weights_pin
+from matteralign.models.geometry import geometry_problem
 from matteralign.provenance import provenance
 from matteralign.records import Record
 
@@ -59,7 +67,8 @@ class _Shard:
         self.energies.update(other.energies)
         self.errors.update(other.errors)
 
-    def save(self, path: Path, indices: Sequence[int], fingerprint: str) -> None:
+    def save(self, path: Path, indices: Sequence[int], fingerprint: str,
+             versions: Mapping[str, str] | None = None) -> None:
         dim = len(next(iter(self.vectors.values()))) if self.vectors else 0
         rows = np.array(indices, dtype=np.int64)
         vectors = np.full((len(rows), dim), np.nan, np.float32)
@@ -75,18 +84,20 @@ class _Shard:
             handle.create_dataset("errors", data=strings([self.errors.get(i, "") for i in rows]))
             handle.create_dataset("done", data=np.array([i in self.vectors for i in rows]))
             handle.attrs["fingerprint"] = fingerprint
+            for key, value in (versions or {}).items():
+                handle.attrs[key] = value
 
     @classmethod
     def load(cls, path: Path, fingerprint: str) -> tuple[_Shard, list[int]] | None:
         try:
-            with h5py.File(path, "r") as handle:
-                if handle.attrs.get("fingerprint") != fingerprint:
-                    return None
-                rows = handle["indices"][()].tolist()
-                vectors, energies = handle["vectors"][()], handle["energies"][()]
-                errors, done = read_strings(handle["errors"]), handle["done"][()]
-        except (OSError, KeyError):
-            return None  # unreadable part: recompute it
+            data, attrs = load_verified(path)
+            if attrs.get("fingerprint") != fingerprint:
+                return None
+            rows = data["indices"].tolist()
+            vectors, energies = data["vectors"], data["energies"]
+            errors, done = read_strings(data["errors"]), data["done"]
+        except (OSError, KeyError, CorruptFileError):
+            return None  # unreadable or damaged part: recompute it
         shard = cls()
         for j, i in enumerate(rows):
             if done[j]:
@@ -143,10 +154,96 @@ def _batches(adapter: ModelAdapter, records: Sequence[Record], rows: Sequence[in
     return batches
 
 
-def _fingerprint(adapter: ModelAdapter, dataset_sha256: str, options: str) -> str:
+def input_problems(adapter: ModelAdapter, records: Sequence[Record]) -> list[str]:
+    """Why ``adapter`` cannot take each record ("" where it can): for 3D models first the
+    shared :func:`geometry_problem` (over the atoms the model reads: all of them, unless the
+    adapter names them with a ``geometry_atoms(atoms) -> indices`` method), then its own
+    ``check``; a ``check`` that raises masks that structure with the error instead of ending
+    the job."""
+    narrow = getattr(adapter, "geometry_atoms", None)
+    reasons = []
+    for record in records:
+        reason = None
+        if adapter.modality == "atoms" and record.atoms is not None:
+            try:
+                reason = geometry_problem(record.atoms,
+                                          narrow(record.atoms) if narrow else None)
+            except Exception as err:  # noqa: BLE001 - masked with its reason
+                reason = f"geometry check failed: {_error(err)}"
+        if not reason:
+            try:
+                reason = adapter.check(record)
+            except Exception as err:  # noqa: BLE001 - masked with its reason
+                reason = f"check failed: {_error(err)}"
+        reasons.append(reason or "")
+    return reasons
+
+
+def _source_files(adapter: ModelAdapter) -> list[Path]:
+    """The matteralign modules an adapter's vectors depend on: the module of its class and of
+    each base class, the matteralign modules those draw names from, and this module,
+    records.py and the structures reader."""
+    modules = {__name__, "matteralign.records", "matteralign.datasets.store"}
+    for cls in type(adapter).__mro__:
+        if cls.__module__.startswith("matteralign."):
+            modules.add(cls.__module__)
+            for value in vars(sys.modules[cls.__module__]).values():
+                origin = value.__name__ if inspect.ismodule(value) else \
+                    getattr(value, "__module__", None)
+                if isinstance(origin, str) and origin.startswith("matteralign."):
+                    modules.add(origin)
+    files = set()
+    for name in modules:
+        module = sys.modules.get(name)
+        source = getattr(module, "__file__", None)
+        if source and source.endswith(".py"):
+            files.add(Path(source))
+    return sorted(files)
+
+
+def code_sha256(adapter: ModelAdapter) -> str:
+    """sha256 of the source of the matteralign modules that compute ``adapter``'s vectors
+    (:func:`_source_files`, by file name and bytes)."""
+    digest = hashlib.sha256()
+    for path in _source_files(adapter):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def packages_sha256() -> str:
+    """sha256 of the sorted ``name==version`` lines of every distribution installed in this
+    environment: an upgraded package (torch, the model's own) changes it."""
+    lines = sorted({f"{(dist.metadata['Name'] or '').lower()}=={dist.version}"
+                    for dist in importlib.metadata.distributions()})
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _fingerprint(adapter: ModelAdapter, dataset_sha256: str, options: str,
+                 versions: Mapping[str, str]) -> str:
     key = "|".join([adapter.name, adapter.weights_label(), dataset_sha256, str(SHARD_SIZE),
-                    options])
+                    options, versions["code_sha256"], versions["packages_sha256"]])
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _stale_parts(parts: Path, fingerprint: str, versions: Mapping[str, str]) -> str | None:
+    """Why the finished shards under ``parts`` cannot be resumed from, or None: they were
+    computed by another code or package version (or another model, weights, dataset or
+    options), so none of them may join this run's rows."""
+    for part in sorted(parts.glob("shard-*.h5")):
+        try:
+            with open_h5(part) as handle:
+                attrs = dict(handle.attrs)
+        except (OSError, CorruptFileError):
+            continue  # an unreadable shard is recomputed on its own
+        if attrs.get("fingerprint") == fingerprint:
+            continue
+        what = {"code_sha256": "code", "packages_sha256": "package"}
+        changed = [what[key] for key in versions if attrs.get(key) != versions[key]]
+        if changed:
+            return f"shards from another {'/'.join(changed)} version: recomputing"
+        return "shards of another model, weights, dataset or options: recomputing"
+    return None
 
 
 def embed_dataset(
@@ -176,12 +273,17 @@ def embed_dataset(
     records = read_structures(structures)
     data_attrs = read_structure_attrs(structures)
     n = len(records)
-    reasons = [adapter.check(r) or "" for r in records]
+    reasons = input_problems(adapter, records)
     todo = [i for i, reason in enumerate(reasons) if not reason]
     batch = batch_size or adapter.batch_size
     parts = Path(f"{output}.parts")
+    versions = {"code_sha256": code_sha256(adapter), "packages_sha256": packages_sha256()}
     fingerprint = _fingerprint(adapter, str(data_attrs.get("dataset_sha256", "")),
-                               options_json)
+                               options_json, versions)
+    stale = _stale_parts(parts, fingerprint, versions) if parts.is_dir() else None
+    if stale:
+        print(f"{adapter.name}: {parts}: {stale}", file=sys.stderr)
+        shutil.rmtree(parts)
     result = _Shard()
     bar = tqdm(total=len(todo), desc=adapter.name, unit="struct", file=sys.stderr,
                disable=not progress, mininterval=2.0)
@@ -199,7 +301,7 @@ def embed_dataset(
         for chunk in _batches(adapter, records, rows, batch):
             shard.update(_embed_rows(adapter, records, chunk))
             bar.update(len(chunk))
-        shard.save(part, rows, fingerprint)
+        shard.save(part, rows, fingerprint, versions)
         result.update(shard)
     bar.close()
     if resumed:
@@ -237,6 +339,7 @@ def embed_dataset(
         "dataset_source": data_attrs.get("source", ""),
         "n_valid": int(valid.sum()),
         "resumed_structures": resumed,
+        **versions,
         **provenance(adapter.key_packages),
     }
     embedding = EmbeddingFile(

@@ -7,8 +7,19 @@ pin (checked against the one at hand) and exactly the file's ``pip:`` requiremen
 file's post-deploy script when there is one (``{name}.post-deploy.sh`` beside it: Snakemake
 runs the same script after creating a conda env). Post-deploy scripts carry what an env
 file cannot express, e.g. ``pip install --no-deps`` of a wheel whose own pins are ancient.
-A marker file written last records the env file's hash, so a half-built environment is
-rebuilt from scratch and an unchanged one is reused.
+
+An environment is judged by content, never by file times: the marker file written last
+records the hash of the env file and its post-deploy script (:func:`env_file_sha256`), and an
+environment whose marker holds the current hash is reused however often the file was touched.
+
+The builder deletes only what it made. A folder is one of its environments when it holds the
+marker (or its hidden copy, which survives Snakemake removing the marker as a rule output) or
+the ``.matteralign-building`` sentinel of a build in progress; any other non-empty folder is
+refused. A stale environment is replaced without a window in which none exists: a venv
+hard-codes its prefix (bin/ scripts, pyvenv.cfg), so it cannot be built elsewhere and moved;
+instead the old one is renamed aside to ``{prefix}.old-XXXX``, the new one is built at the
+prefix, and the old one is deleted only once the new one is complete (on a failure the
+partial new one is deleted and the old one renamed back).
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -26,11 +38,22 @@ from pathlib import Path
 
 import yaml
 
+from matteralign.errors import MatterAlignError
+
 MARKER = "matteralign-env.json"
+#: a copy of the marker that no workflow rule names as an output: proof of ownership after
+#: Snakemake deleted the marker before rerunning a build
+MARKER_COPY = ".matteralign-env.json"
+#: written first into a folder being built, removed after the marker: a half-built env
+BUILDING = ".matteralign-building"
 
 
-class EnvFileError(ValueError):
-    pass
+class EnvFileError(MatterAlignError, ValueError):
+    """An env file the local builder cannot build (the message says why)."""
+
+
+class EnvPrefixError(MatterAlignError, ValueError):
+    """The prefix holds something that is not one of the builder's environments."""
 
 
 @dataclass
@@ -66,13 +89,20 @@ def read_env_file(path: str | Path) -> EnvSpec:
         )
     if not pip:
         raise EnvFileError(f"{path}: no `pip:` section to install")
-    post_deploy = post_deploy_script(path)
-    digest = hashlib.sha256(text.encode())
-    if post_deploy is not None:
-        # a changed post-deploy script makes the environment stale, like a changed pin
-        digest.update(post_deploy.read_bytes())
     return EnvSpec(path, str(data.get("name", path.stem)), python, pip, conda,
-                   digest.hexdigest(), post_deploy)
+                   env_file_sha256(path), post_deploy_script(path))
+
+
+def env_file_sha256(env_file: str | Path) -> str:
+    """The content hash an environment is judged by: the env file's text and, when there is
+    one, its post-deploy script (a changed script makes the environment stale, like a
+    changed pin). File times play no part."""
+    env_file = Path(env_file)
+    digest = hashlib.sha256(env_file.read_text().encode())
+    post_deploy = post_deploy_script(env_file)
+    if post_deploy is not None:
+        digest.update(post_deploy.read_bytes())
+    return digest.hexdigest()
 
 
 def post_deploy_script(env_file: str | Path) -> Path | None:
@@ -86,30 +116,129 @@ def env_python(prefix: str | Path) -> Path:
     return Path(prefix) / "bin" / "python"
 
 
+def _marker_record(prefix: Path) -> dict | None:
+    """The build record of the environment at ``prefix`` (marker, else its hidden copy)."""
+    for name in (MARKER, MARKER_COPY):
+        try:
+            record = json.loads((prefix / name).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
+
+
 def is_current(spec: EnvSpec, prefix: str | Path) -> bool:
-    marker = Path(prefix) / MARKER
-    if not marker.exists() or not env_python(prefix).exists():
+    """The environment at ``prefix`` is complete and was built from ``spec``'s content."""
+    prefix = Path(prefix)
+    if (prefix / BUILDING).exists() or not env_python(prefix).exists():
         return False
-    try:
-        return json.loads(marker.read_text()).get("env_sha256") == spec.sha256
-    except json.JSONDecodeError:
-        return False
+    record = _marker_record(prefix)
+    return record is not None and record.get("env_sha256") == spec.sha256
+
+
+def is_ours(prefix: str | Path) -> bool:
+    """``prefix`` is an environment this builder made (complete, stale or half built)."""
+    prefix = Path(prefix)
+    return prefix.is_dir() and any((prefix / name).exists()
+                                   for name in (MARKER, MARKER_COPY, BUILDING))
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def _leftovers(prefix: Path) -> list[Path]:
+    """Environments of ours moved aside by a build that was killed before it finished."""
+    return [p for p in sorted(prefix.parent.glob(f"{prefix.name}.old-*")) if is_ours(p)]
+
+
+def _aside(prefix: Path) -> Path:
+    """A new, unused name ``{prefix}.old-XXXX`` next to ``prefix``."""
+    while True:
+        candidate = prefix.with_name(f"{prefix.name}.old-{secrets.token_hex(4)}")
+        if not candidate.exists():
+            return candidate
+
+
+def _recover(spec: EnvSpec, prefix: Path, log) -> None:
+    """Finish what a killed build left beside ``prefix``: an up-to-date environment it had
+    moved aside goes back when the prefix holds nothing or only the half-built new one;
+    other moved-aside environments (ours, stale) are deleted."""
+    if not prefix.parent.is_dir():
+        return
+    for old in _leftovers(prefix):
+        vacant = not prefix.exists() or _is_empty_dir(prefix) or (prefix / BUILDING).exists()
+        if vacant and is_current(spec, old):
+            if (prefix / BUILDING).exists():
+                shutil.rmtree(prefix)
+            old.replace(prefix)  # onto an empty folder or none
+            log(f"restored environment {prefix} from {old.name} (left by an interrupted build)")
+        else:
+            log(f"removing stale environment {old} (moved aside by an interrupted build)")
+            shutil.rmtree(old)
 
 
 def build_env(env_file: str | Path, prefix: str | Path, log=print) -> Path:
-    """Build (or reuse) the environment of ``env_file`` at ``prefix``; return its marker."""
+    """Build (or reuse) the environment of ``env_file`` at ``prefix``; return its marker.
+
+    ``prefix`` must be absent, empty, or an environment of this builder: anything else is
+    refused with :class:`EnvPrefixError` and left untouched."""
     spec = read_env_file(env_file)
     prefix = Path(prefix).absolute()
     marker = prefix / MARKER
+    if prefix.exists() and not _is_empty_dir(prefix) and not is_ours(prefix):
+        raise EnvPrefixError(
+            f"{prefix} is not empty and is not a matteralign environment (no {MARKER}); "
+            "the builder deletes only what it made: choose another prefix (--prefix, or "
+            "envs.prefix in the config) or empty that folder yourself")
+    _recover(spec, prefix, log)
     if is_current(spec, prefix):
+        record = _marker_record(prefix) or {}
+        for name in (MARKER, MARKER_COPY):  # the marker may have gone as a rule output
+            if not (prefix / name).exists():
+                _write_json(prefix / name, record)
         log(f"environment {prefix} is up to date with {spec.path}")
         return marker
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     if spec.python and not here.startswith(spec.python.split(".*")[0]):
         log(f"warning: {spec.path} pins python={spec.python}; building with {here}")
-    if prefix.exists():
-        log(f"removing stale or incomplete environment {prefix}")
+    previous: Path | None = None
+    if (prefix / BUILDING).exists():
+        log(f"removing half-built environment {prefix}")
         shutil.rmtree(prefix)
+    elif is_ours(prefix):
+        previous = _aside(prefix)
+        prefix.rename(previous)
+        log(f"moved stale environment {prefix} aside to {previous.name} until the new one "
+            "is built")
+    existed = prefix.exists()  # an empty folder: left as it was if the build fails
+    try:
+        _build(spec, prefix, log)
+    except BaseException:
+        if prefix.exists():
+            shutil.rmtree(prefix)
+        if existed:
+            prefix.mkdir()
+        if previous is not None:
+            previous.rename(prefix)
+            log(f"build failed: the previous environment {prefix} is back in place")
+        raise
+    if previous is not None:
+        shutil.rmtree(previous)
+    return marker
+
+
+def _write_json(path: Path, record: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+
+
+def _build(spec: EnvSpec, prefix: Path, log) -> None:
+    """Create the venv at ``prefix`` (absent or empty), install, write the marker last."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    (prefix / BUILDING).write_text(f"pid {os.getpid()}\n")
     started = time.time()
     base_python = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base_python, "-m", "venv", str(prefix)], check=True)
@@ -140,8 +269,7 @@ def build_env(env_file: str | Path, prefix: str | Path, log=print) -> Path:
         "packages": freeze,
         "build_seconds": round(time.time() - started, 1),
     }
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(marker)
+    _write_json(prefix / MARKER_COPY, record)
+    _write_json(prefix / MARKER, record)
+    (prefix / BUILDING).unlink()
     log(f"built {prefix} in {record['build_seconds']} s")
-    return marker

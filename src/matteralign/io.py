@@ -1,7 +1,9 @@
 """HDF5 files of the study: prepared structures, embeddings and alignment matrices.
 
 Every writer goes through :func:`atomic_h5`, so a killed job never leaves a half-written file
-under the final name. The layouts are documented in ``docs/formats.md``.
+under the final name, and every file records a hash of its datasets (attribute
+``content_sha256``) that the readers check, so a truncated or overwritten file is refused by
+name instead of being computed with. The layouts are documented in ``docs/formats.md``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,36 @@ from typing import Any
 import h5py
 import numpy as np
 
+from matteralign.errors import MatterAlignError
+
 STR = h5py.string_dtype(encoding="utf-8")
+#: the attribute holding the hash of all datasets of a file (see :func:`content_sha256`)
+CONTENT_HASH = "content_sha256"
+
+
+class CorruptFileError(MatterAlignError, ValueError):
+    """A study file that cannot be read, or whose datasets differ from what was written."""
+
+
+def damaged(path: str | os.PathLike[str], why: str) -> CorruptFileError:
+    return CorruptFileError(f"{path} is damaged ({why}); delete it and rerun snakemake to "
+                            "rebuild it")
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: not thread-safe, but the study's
+    writers run one per process)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    The file gets the permissions a plain ``open()`` would give it (0o666 less the umask),
+    not mkstemp's private 0o600, so results stay readable to the group that shares them."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
@@ -31,6 +57,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -39,10 +66,84 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
-    """Open a new HDF5 file for writing that appears under ``path`` only once closed cleanly."""
+    """Open a new HDF5 file for writing that appears under ``path`` only once closed cleanly,
+    with the hash of everything written into it as attribute ``content_sha256``."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as handle:
             yield handle
+            names = dataset_names(handle)
+            handle.attrs[CONTENT_HASH] = content_sha256((n, handle[n][()]) for n in names)
+
+
+def dataset_names(handle: h5py.Group) -> list[str]:
+    """Paths of every dataset in the file (groups descended), sorted."""
+    names: list[str] = []
+    handle.visititems(lambda name, obj: names.append(name)
+                      if isinstance(obj, h5py.Dataset) else None)
+    return sorted(names)
+
+
+def _canonical(array: np.ndarray) -> np.ndarray:
+    """Strings as ``str`` whatever h5py returns them as (bytes, numpy bytes), so the hash of
+    what was written equals the hash of what is read back, under any h5py version."""
+    if array.dtype.kind not in "OSU":
+        return array
+    values = [v.decode() if isinstance(v, bytes) else str(v) for v in array.ravel()]
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out.reshape(array.shape)
+
+
+def content_sha256(datasets: Iterable[tuple[str, np.ndarray]]) -> str:
+    """sha256 over (path, :func:`sha256_arrays` of the data) of datasets in the given
+    (sorted) order: what a file's ``content_sha256`` attribute records."""
+    digest = hashlib.sha256()
+    for name, array in datasets:
+        digest.update(name.encode() + b"\0")
+        digest.update(sha256_arrays(_canonical(np.asarray(array))).encode())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def open_h5(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """Open a study file for reading; one HDF5 cannot open raises :class:`CorruptFileError`
+    naming it (a missing file stays ``FileNotFoundError``)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        raise damaged(path, "not a readable HDF5 file: truncated?") from None
+    with handle:
+        yield handle
+
+
+def load_verified(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Every dataset (by path) and the attributes of a study file, after checking its
+    ``content_sha256`` (files written before it existed have none and are accepted)."""
+    with open_h5(path) as handle:
+        try:
+            data = {name: handle[name][()] for name in dataset_names(handle)}
+        except (OSError, RuntimeError):
+            raise damaged(path, "unreadable data: truncated?") from None
+        attrs = read_attrs(handle)
+    expected = attrs.get(CONTENT_HASH)
+    if expected and content_sha256(sorted(data.items())) != expected:
+        raise damaged(path, "content hash mismatch")
+    return data, attrs
+
+
+def verify_file(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`CorruptFileError` if ``path`` is unreadable or its datasets differ from
+    what its writer hashed; return quietly for a sound file (or one without a hash)."""
+    load_verified(path)
+
+
+def require(data: Mapping[str, np.ndarray], name: str, path: str | os.PathLike[str]) -> np.ndarray:
+    """``data[name]``, or :class:`CorruptFileError` when the file lacks that dataset."""
+    if name not in data:
+        raise damaged(path, f"dataset {name!r} missing")
+    return data[name]
 
 
 def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
@@ -74,8 +175,9 @@ def strings(values: Sequence[str]) -> np.ndarray:
     return np.array([str(v) for v in values], dtype=STR)
 
 
-def read_strings(dataset: h5py.Dataset) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in dataset[()]]
+def read_strings(dataset: h5py.Dataset | np.ndarray) -> list[str]:
+    values = dataset[()] if isinstance(dataset, h5py.Dataset) else dataset
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
 def sha256_arrays(*arrays: np.ndarray) -> str:
@@ -145,15 +247,16 @@ def write_embeddings(path: str | os.PathLike[str], result: EmbeddingFile) -> Non
 
 
 def read_embeddings(path: str | os.PathLike[str]) -> EmbeddingFile:
-    with h5py.File(path, "r") as handle:
-        return EmbeddingFile(
-            ids=read_strings(handle["ids"]),
-            embeddings=handle["embeddings"][()],
-            valid=handle["valid"][()].astype(bool),
-            errors=read_strings(handle["errors"]),
-            energy=handle["energy"][()] if "energy" in handle else None,
-            attrs=read_attrs(handle),
-        )
+    """Read an embedding file; a damaged one raises :class:`CorruptFileError`."""
+    data, attrs = load_verified(path)
+    return EmbeddingFile(
+        ids=read_strings(require(data, "ids", path)),
+        embeddings=require(data, "embeddings", path),
+        valid=require(data, "valid", path).astype(bool),
+        errors=read_strings(require(data, "errors", path)),
+        energy=data.get("energy"),
+        attrs=attrs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,18 +289,15 @@ def write_metric(path: str | os.PathLike[str], result: MetricFile) -> None:
 
 
 def read_metric(path: str | os.PathLike[str]) -> MetricFile:
-    with h5py.File(path, "r") as handle:
-        attrs = read_attrs(handle)
-        extra = {
-            name: handle[name][()]
-            for name in handle
-            if name not in ("matrix", "values", "models") and isinstance(handle[name], h5py.Dataset)
-        }
-        return MetricFile(
-            metric=str(attrs.get("metric", "")),
-            models=read_strings(handle["models"]),
-            matrix=handle["matrix"][()] if "matrix" in handle else None,
-            values=handle["values"][()] if "values" in handle else None,
-            extra=extra,
-            attrs=attrs,
-        )
+    """Read a metric file; a damaged one raises :class:`CorruptFileError`."""
+    data, attrs = load_verified(path)
+    extra = {name: array for name, array in data.items()
+             if name not in ("matrix", "values", "models") and "/" not in name}
+    return MetricFile(
+        metric=str(attrs.get("metric", "")),
+        models=read_strings(require(data, "models", path)),
+        matrix=data.get("matrix"),
+        values=data.get("values"),
+        extra=extra,
+        attrs=attrs,
+    )

@@ -27,11 +27,13 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
     return versions
 
 
-def git_commit() -> str:
-    """The commit of the code that ran, with "+dirty" when the tree has changes."""
-    if os.environ.get("MATTERALIGN_GIT_COMMIT"):
-        return os.environ["MATTERALIGN_GIT_COMMIT"]
-    root = Path(__file__).resolve().parents[2]
+def git_commit(root: str | os.PathLike[str] | None = None) -> str:
+    """The commit of the code that ran, with "+dirty" when tracked files have changes.
+
+    ``root``: the checkout to ask (default: the one this module's file is in, which is the
+    code that runs, also inside the workflow's jobs); "unknown" outside a git checkout.
+    """
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
                                 capture_output=True, text=True, timeout=10, check=True)

@@ -244,3 +244,14 @@ def test_structures_round_trip(records: list[Record], tmp_path: Path) -> None:
         np.testing.assert_array_equal(new.atoms.pbc, old.atoms.pbc)
         assert new.text == old.text and new.smiles is None
         assert new.properties == old.properties
+
+
+def test_filtered_size_is_what_load_can_return(coremof: CoreMOF) -> None:
+    """The cheap count (cached atom counts) equals what a full load finds under max_atoms."""
+    small = CoreMOF(max_atoms=16)
+    count = small.filtered_size()
+    assert 0 < count < 100
+    with pytest.raises(ValueError, match=f"only {count} of 12020 have <= 16 atoms"):
+        small.load(count + 1, seed=0)
+    assert CoreMOF(max_atoms=8).filtered_size() == 0
+    assert coremof.filtered_size() == 2775  # the documented count of the default filter

@@ -38,9 +38,33 @@ def make_records(extra: dict[str, object] | None = None) -> list:
     return records
 
 
+#: bad geometry every 3D adapter must mask (the embedding job's shared check), with what the
+#: reason says: a NaN coordinate, an infinite cell, a cell of zero volume, and two atoms of a
+#: crystal at one position
+GEOMETRY_REASONS = {"nan-position": "non-finite position", "inf-cell": "non-finite cell",
+                    "singular-cell": "singular cell", "overlap": "closer than 0.1"}
+GEOMETRY_PROBLEMS = tuple(GEOMETRY_REASONS)
+
+
+def _bad_geometry(name: str):
+    from ase.build import bulk, molecule
+
+    atoms = molecule("H2O") if name == "nan-position" else bulk("NaCl", "rocksalt", a=5.64)
+    if name == "nan-position":
+        atoms.positions[1, 0] = float("nan")
+    elif name == "inf-cell":
+        atoms.cell[0, 0] = float("inf")
+    elif name == "singular-cell":
+        atoms.set_cell([[2.8, 0, 0], [5.6, 0, 0], [0, 0, 2.8]])
+    else:
+        atoms.positions[1] = atoms.positions[0]
+    return atoms
+
+
 def problem_records(*names: str) -> dict:
     """Records a 3D adapter must mask, by name: "Am2" (Z=95, beyond most element
-    embeddings), "slab" (a partly periodic cell), "no-atoms" (a record without a structure)."""
+    embeddings), "slab" (a partly periodic cell), "no-atoms" (a record without a structure),
+    and the bad geometry of :data:`GEOMETRY_PROBLEMS`."""
     from ase import Atoms
 
     from matteralign.records import Record
@@ -49,9 +73,18 @@ def problem_records(*names: str) -> dict:
         "Am2": lambda: Atoms("Am2", positions=[[0, 0, 0], [0, 0, 2.5]]),
         "slab": lambda: Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.7]], cell=[5, 5, 5],
                               pbc=[1, 1, 0]),
+        **{name: (lambda name=name: _bad_geometry(name)) for name in GEOMETRY_PROBLEMS},
     }
     return {name: Record(id=name, atoms=known[name]()) if name in known
             else Record(id=name, smiles="C", text="methane") for name in names}
+
+
+def check_geometry_masked(out: dict) -> None:
+    """Every record of :data:`GEOMETRY_PROBLEMS` in ``out`` is masked with its reason."""
+    errors = dict(zip(out["ids"], out["errors"], strict=True))
+    for name, reason in GEOMETRY_REASONS.items():
+        if name in errors:
+            assert reason in errors[name], (name, errors[name])
 
 
 def write_records(path: Path, records: list) -> Path:

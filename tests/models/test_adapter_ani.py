@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 
 from tests.models.conftest import (
+    GEOMETRY_PROBLEMS,
     assert_invariant,
     check_common,
+    check_geometry_masked,
     embed_in_env,
     invariances,
     make_records,
+    problem_records,
     read_h5,
     run_in_env,
     site_packages,
@@ -30,6 +33,7 @@ def _extra() -> dict:
     from matteralign.records import Record
 
     return {
+        **problem_records(*GEOMETRY_PROBLEMS),
         "CF4": Record(id="CF4", atoms=molecule("CF4")),  # F: not an ANI-1x element
         "SiH4": Record(id="SiH4", atoms=molecule("SiH4")),
         "no-atoms": Record(id="no-atoms", smiles="C", text="methane"),
@@ -51,6 +55,7 @@ def test_shapes_mask_and_errors(outputs):
     out = outputs["run1"]
     masked = set(_extra()) | {"Si", "NaCl"}
     check_common(out, DIM, {i: i not in masked for i in out["ids"]})
+    check_geometry_masked(out)
     errors = dict(zip(out["ids"], out["errors"], strict=True))
     assert "F outside ANI-1x's H, C, N, O" in errors["CF4"]
     assert "Si" in errors["SiH4"]

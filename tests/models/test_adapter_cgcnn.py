@@ -11,11 +11,14 @@ import pytest
 
 from matteralign.models import registered_models
 from tests.models.conftest import (
+    GEOMETRY_PROBLEMS,
     assert_invariant,
     check_common,
+    check_geometry_masked,
     embed_in_env,
     invariances,
     make_records,
+    problem_records,
     read_h5,
     run_in_env,
     sha256,
@@ -37,6 +40,7 @@ def _extra() -> dict:
     from matteralign.records import Record
 
     return {
+        **problem_records(*GEOMETRY_PROBLEMS),
         # 14 atoms, all within 8 A of each other: every atom has 13 neighbours
         "isobutane": Record(id="isobutane", atoms=molecule("isobutane"), smiles="CC(C)C"),
         # Z=101 has no CGCNN element features
@@ -61,6 +65,7 @@ def outputs(family_env, tmp_path_factory):
 def test_shapes_mask_and_errors(outputs):
     out = outputs["run1"]
     check_common(out, DIM, {i: i in VALID for i in out["ids"]})
+    check_geometry_masked(out)
     errors = dict(zip(out["ids"], out["errors"], strict=True))
     assert "Z=[101]" in errors["Md2"]
     assert "partly periodic" in errors["slab"]

@@ -10,11 +10,14 @@ import pytest
 
 from matteralign.models import registered_models
 from tests.models.conftest import (
+    GEOMETRY_PROBLEMS,
     assert_invariant,
     check_common,
+    check_geometry_masked,
     embed_in_env,
     invariances,
     make_records,
+    problem_records,
     read_h5,
     run_in_env,
     sha256,
@@ -33,6 +36,7 @@ def _extra() -> dict:
     from matteralign.records import Record
 
     return {
+        **problem_records(*GEOMETRY_PROBLEMS),
         # Z=95 is outside CHGNet's element embedding: masked by check()
         "Am2": Record(id="Am2", atoms=Atoms("Am2", positions=[[0, 0, 0], [0, 0, 2.5]])),
         # two atoms 10 A apart: CHGNet's graph converter rejects isolated atoms (exception path)
@@ -56,6 +60,7 @@ def test_shapes_mask_and_errors(outputs):
     out = outputs["run1"]
     expect = {i: i not in _extra() for i in out["ids"]}
     check_common(out, DIM, expect)
+    check_geometry_masked(out)
     errors = dict(zip(out["ids"], out["errors"], strict=True))
     assert "Z=[95]" in errors["Am2"]
     assert "isolated" in errors["He2-far"].lower()

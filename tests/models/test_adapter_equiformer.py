@@ -10,8 +10,10 @@ import json
 import pytest
 
 from tests.models.conftest import (
+    GEOMETRY_PROBLEMS,
     assert_invariant,
     check_common,
+    check_geometry_masked,
     embed_in_env,
     invariances,
     make_records,
@@ -34,7 +36,7 @@ SMALL = {"num_layers": 2, "sphere_channels": 32, "attn_hidden_channels": 32, "nu
 
 def _extra() -> dict:
     # Z=95 (Am) is beyond the 90-element embedding
-    return problem_records("Am2", "slab", "no-atoms")
+    return problem_records("Am2", "slab", "no-atoms", *GEOMETRY_PROBLEMS)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,7 @@ def outputs(family_env, tmp_path_factory):
 def test_shapes_mask_and_labels(outputs):
     out = outputs["run1"]
     check_common(out, DIM, {i: i not in _extra() for i in out["ids"]})
+    check_geometry_masked(out)
     errors = dict(zip(out["ids"], out["errors"], strict=True))
     assert "Z=[95]" in errors["Am2"]
     assert "partly periodic" in errors["slab"] and "no atoms" in errors["no-atoms"]

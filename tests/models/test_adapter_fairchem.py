@@ -10,8 +10,10 @@ import json
 import pytest
 
 from tests.models.conftest import (
+    GEOMETRY_PROBLEMS,
     assert_invariant,
     check_common,
+    check_geometry_masked,
     embed_in_env,
     invariances,
     make_records,
@@ -27,7 +29,7 @@ SMALL = {"num_layers": 2, "num_experts": 4, "sphere_channels": 32, "hidden_chann
 
 
 def _extra() -> dict:
-    return problem_records("slab", "no-atoms")
+    return problem_records("slab", "no-atoms", *GEOMETRY_PROBLEMS)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,7 @@ def outputs(family_env, tmp_path_factory):
 def test_shapes_mask_and_labels(outputs):
     out = outputs["run1"]
     check_common(out, DIM, {i: i not in _extra() for i in out["ids"]})
+    check_geometry_masked(out)
     errors = dict(zip(out["ids"], out["errors"], strict=True))
     assert "partly periodic" in errors["slab"] and "no atoms" in errors["no-atoms"]
     attrs = out["attrs"]

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from tests.models.conftest import (
+    GEOMETRY_PROBLEMS,
     assert_invariant,
     check_common,
+    check_geometry_masked,
     invariances,
     make_records,
     problem_records,
@@ -52,7 +54,7 @@ model = a._potential.model
 
 def _extra() -> dict:
     # Z=95 (Am) is not among M3GNet-MatPES's 89 elements
-    return problem_records("Am2", "slab", "no-atoms")
+    return problem_records("Am2", "slab", "no-atoms", *GEOMETRY_PROBLEMS)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,7 @@ for weights, out in runs:
 def test_shapes_mask_and_labels(outputs):
     out = outputs["run1"]
     check_common(out, DIM, {i: i not in _extra() for i in out["ids"]})
+    check_geometry_masked(out)
     errors = dict(zip(out["ids"], out["errors"], strict=True))
     assert "Z=[95]" in errors["Am2"]
     assert "partly periodic" in errors["slab"] and "no atoms" in errors["no-atoms"]

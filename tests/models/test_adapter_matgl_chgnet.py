@@ -10,8 +10,10 @@ import json
 import numpy as np
 
 from tests.models.conftest import (
+    GEOMETRY_PROBLEMS,
     assert_invariant,
     check_common,
+    check_geometry_masked,
     invariances,
     make_records,
     problem_records,
@@ -25,7 +27,7 @@ FAMILY, MODEL, DIM = "matgl", "chgnet-matgl-matpes-pbe", 64
 
 
 def test_embed_layer_energy_and_checkpoint(family_env, tmp_path):
-    extra = problem_records("Am2")
+    extra = problem_records("Am2", *GEOMETRY_PROBLEMS)
     path = write_records(tmp_path / "structures.h5", make_records(extra))
     out = tmp_path / "emb.h5"
     code = f"""
@@ -52,6 +54,7 @@ print(json.dumps({
     result = json.loads(run_in_env(family_env(FAMILY), code).strip().splitlines()[-1])
     emb = read_h5(out)
     check_common(emb, DIM, {i: i not in extra for i in emb["ids"]})
+    check_geometry_masked(emb)
     errors = dict(zip(emb["ids"], emb["errors"], strict=True))
     assert "Z=[95]" in errors["Am2"] and "CHGNet" in errors["Am2"]
     assert emb["attrs"]["weights"] == "random-init" and np.all(np.isnan(emb["energy"]))

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from tests.models.conftest import (
+    GEOMETRY_PROBLEMS,
     assert_invariant,
     check_common,
+    check_geometry_masked,
     embed_in_env,
     invariances,
     make_records,
@@ -26,7 +28,7 @@ FAMILY, MODEL, DIM = "orb", "orb-v3-conservative-inf-omat", 256
 
 
 def _extra() -> dict:
-    return problem_records("slab", "no-atoms")
+    return problem_records("slab", "no-atoms", *GEOMETRY_PROBLEMS)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,7 @@ torch.save(get_model({MODEL!r}).load()._model.state_dict(), {str(checkpoint)!r})
 def test_shapes_mask_and_labels(outputs):
     out = outputs["run1"]
     check_common(out, DIM, {i: i not in _extra() for i in out["ids"]})
+    check_geometry_masked(out)
     errors = dict(zip(out["ids"], out["errors"], strict=True))
     assert "partly periodic" in errors["slab"] and "no atoms" in errors["no-atoms"]
     attrs = out["attrs"]

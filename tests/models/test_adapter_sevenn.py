@@ -10,11 +10,14 @@ import pytest
 
 from matteralign.models import registered_models
 from tests.models.conftest import (
+    GEOMETRY_PROBLEMS,
     assert_invariant,
     check_common,
+    check_geometry_masked,
     embed_in_env,
     invariances,
     make_records,
+    problem_records,
     read_h5,
     run_in_env,
     sha256,
@@ -33,6 +36,7 @@ def _extra() -> dict:
     from matteralign.records import Record
 
     return {
+        **problem_records(*GEOMETRY_PROBLEMS),
         # polonium is not among SevenNet-0's 89 MPtrj elements: masked by check()
         "Po2": Record(id="Po2", atoms=Atoms("Po2", positions=[[0, 0, 0], [0, 0, 2.8]])),
         "no-atoms": Record(id="no-atoms", smiles="C", text="methane"),
@@ -53,6 +57,7 @@ def outputs(family_env, tmp_path_factory):
 def test_shapes_mask_and_errors(outputs):
     out = outputs["run1"]
     check_common(out, DIM, {i: i not in _extra() for i in out["ids"]})
+    check_geometry_masked(out)
     errors = dict(zip(out["ids"], out["errors"], strict=True))
     assert "Z=[84]" in errors["Po2"]
     assert "no atoms" in errors["no-atoms"]

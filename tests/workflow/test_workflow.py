@@ -5,6 +5,8 @@ Uses the real models (in their family environments) on real data, at small N.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import subprocess
 import sys
@@ -24,6 +26,13 @@ FAMILIES = {"chgnet-0.3.0": "chgnet", "sevennet-0": "sevenn", "minilm-l6-v2": "t
             "morgan-fp": "baseline", "composition": "baseline"}
 GRID = {"qm9": MODELS, "coremof": [m for m in MODELS if m != "morgan-fp"]}
 METRICS = ["cknna", "mutual_knn", "cka", "dcor", "information_imbalance", "intrinsic_dim"]
+#: the analysis files of every dataset, and its figures besides the metric heatmaps
+ANALYSIS = ["performance", "probes", "transfer", "convergence", "regimes"]
+ANALYSIS_FIGURES = ["probes", "probe_transfer", "convergence", "tree", "intrinsic_dim_regimes",
+                    "ii_plane"]
+MAPS = {"qm9": ["gap"], "coremof": ["density"]}
+CLAIMS = ["cross_modality", "convergence", "local_optimum", "regimes", "intrinsic_dim",
+          "transfer", "calibration"]
 
 
 def snakemake(config: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
@@ -56,7 +65,9 @@ def study(tmp_path_factory):
         "seed": 3,
         "datasets": {"qm9": {"n": 60}, "coremof": {"n": 40, "options": {"max_atoms": 60}}},
         "models": {m: {} for m in MODELS},
-        "metrics": {"names": METRICS, "k": 5},
+        # small B and P: every alignment still gets an interval and a chance level
+        "metrics": {"names": METRICS, "k": 5, "bootstrap": 5, "permutations": 5},
+        "analysis": {"map_properties": MAPS},
     }
     # options and a weights pin travel from the config entry to the job
     config["models"]["chgnet-0.3.0"] = {"options": {"max_atoms": 50}}
@@ -97,8 +108,36 @@ def test_every_target_exists(study):
             png = results / dataset / "figures" / f"{metric}.png"
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (results / "logs" / "embed" / dataset / "sevennet-0.log").exists()
+        for name in ANALYSIS:
+            assert (results / dataset / f"{name}.h5").exists(), (dataset, name)
+        for name in ANALYSIS_FIGURES + [f"maps_{p}" for p in MAPS[dataset]]:
+            png = results / dataset / "figures" / f"{name}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     assert (results / "summary.tsv").exists()
+    assert (results / "answers.html").exists() and (results / "answers.json").exists()
     assert not (results / "coremof" / "embeddings" / "morgan-fp.h5").exists()
+
+
+def test_answers_cover_every_claim(study):
+    from matteralign.analysis.answers import UNTESTABLE, VERDICTS
+
+    _, results = study
+    answers = json.loads((results / "answers.json").read_text())
+    claims = {c["key"]: c for c in answers["claims"]}
+    assert list(claims) == CLAIMS
+    assert all(c["verdict"] in VERDICTS and c["tests"] for c in claims.values())
+    # QM9: 3D potentials and a text model with a permutation null: the claim is testable
+    qm9 = next(t for t in claims["cross_modality"]["tests"] if t["label"] == "qm9")
+    assert qm9["verdict"] != UNTESTABLE, qm9["reason"]
+    assert "chance" in " ".join(qm9["measured"]) and qm9["numbers"]["trained"]["n_pairs"] == 2
+    # CoRE MOF has no reference energies: convergence cannot be tested there, and says why
+    coremof = next(t for t in claims["convergence"]["tests"] if t["label"] == "coremof")
+    assert coremof["verdict"] == UNTESTABLE and "reference energies" in coremof["reason"]
+    assert answers["missing"] == []
+    page = (results / "answers.html").read_text()
+    for key in CLAIMS:
+        assert f'<section id="{key}">' in page
+    assert page.count("data:image/png;base64,") >= len(ANALYSIS_FIGURES)
 
 
 def test_embedding_files_record_their_isolated_environment(study):
@@ -147,8 +186,10 @@ def test_rerun_schedules_only_what_is_missing(study):
     assert planned_jobs(config, str(results / "qm9" / "cknna.h5")) == {}
     (results / "qm9" / "embeddings" / "composition.h5").unlink()
     planned = planned_jobs(config)
+    analysis = {rule: 1 for rule in ("performance", "probes", "transfer", "convergence",
+                                     "regimes", "tree", "answers")}
     assert planned == {"embed": 1, "align": 1, "plot_metric": len(METRICS), "summary": 1,
-                       "all": 1}, planned
+                       "maps": len(MAPS["qm9"]), **analysis, "all": 1}, planned
     proc = snakemake(config)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (results / "qm9" / "embeddings" / "composition.h5").exists()
@@ -160,3 +201,10 @@ def test_report(study):
     proc = snakemake(config, "--report", str(report), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert report.stat().st_size > 10_000
+    # the answers page is embedded as a data URI: every claim's section is in it
+    pages = [base64.b64decode(uri).decode() for uri in re.findall(
+        r"data:text/html[^\"',]*;base64,([A-Za-z0-9+/=]+)", report.read_text())]
+    answers = [page for page in pages if '<section id="cross_modality">' in page]
+    assert answers, f"{len(pages)} HTML pages in the report, none is answers.html"
+    for key in CLAIMS:
+        assert f'<section id="{key}">' in answers[0]

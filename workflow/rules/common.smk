@@ -1,5 +1,7 @@
 # Input functions, the (model x dataset) grid and paths. Checked before any job starts.
 import json
+import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -9,8 +11,10 @@ from snakemake.settings.types import DeploymentMethod
 from matteralign.config import (
     ConfigError,
     check_config,
+    device_problems,
     input_problems,
     model_options,
+    resolve_device,
     study_grid,
 )
 from matteralign.metrics import PER_MODEL_METRICS
@@ -37,23 +41,51 @@ DRY_RUN = bool(workflow.dryrun) or any(
     or (arg.startswith("-") and not arg.startswith("--") and arg[1:].isalpha() and "n" in arg)
     for arg in sys.argv[1:]
 )
+
+
+def jobs_run_here():
+    """False when an executor submits the jobs to other machines (e.g. SLURM, named with
+    --executor/-e or by a --profile's `executor:`), or inside such a job: a GPU is then
+    needed on the nodes, not on the machine that reads the Snakefile."""
+    if workflow.remote_exec:
+        return False
+    argv = sys.argv[1:]
+    executors = [b for a, b in zip(argv, argv[1:]) if a in ("--executor", "-e")]
+    executors += [a.split("=", 1)[1] for a in argv if a.startswith("--executor=")]
+    profiles = [b for a, b in zip(argv, argv[1:]) if a == "--profile"]
+    profiles += [a.split("=", 1)[1] for a in argv if a.startswith("--profile=")]
+    if os.environ.get("SNAKEMAKE_PROFILE"):
+        profiles.append(os.environ["SNAKEMAKE_PROFILE"])
+    for profile in profiles:
+        path = Path(profile) / "config.yaml"
+        text = path.read_text() if path.is_file() else ""
+        executors += re.findall(r"^executor:\s*([\w-]+)", text, re.M)
+    return all(e in ("local", "dryrun", "touch") for e in executors)
+
+
 try:
     check_config(config, base=Path.cwd(), check_inputs=not DRY_RUN)
+    DEVICE_PROBLEMS = device_problems(config, local_jobs=jobs_run_here(), local_envs=LOCAL_ENVS)
+    if DEVICE_PROBLEMS and not DRY_RUN:
+        raise ConfigError(DEVICE_PROBLEMS[0])
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 if DRY_RUN:
-    for problem in input_problems(config, base=Path.cwd()):
+    for problem in input_problems(config, base=Path.cwd()) + DEVICE_PROBLEMS:
         logger.warning(f"dry run only, a real run would stop here: {problem}")
 
 GRID = study_grid(config)
 MODELS = registered_models()
 METRICS = config["metrics"]["names"]
-DEVICE = config["device"]
+# `auto` is resolved once, here: cuda when torch in this interpreter sees a GPU (and no local
+# family env of the grid has a CPU-only torch), else cpu
+DEVICE = resolve_device(config, local_envs=LOCAL_ENVS)
 
 # Snakemake's own interpreter runs the driver-side rules in local mode; under --sdm conda,
 # the rule's conda env provides `python`. matteralign always runs from this checkout's source.
 DRIVER_PYTHON = shlex.quote(sys.executable) if LOCAL_ENVS else "python"
-RUN = f"PYTHONPATH={shlex.quote(str(SRC))} MATTERALIGN_GIT_COMMIT=$(git -C {shlex.quote(str(BASE))} rev-parse HEAD 2>/dev/null || echo unknown)"
+# provenance.git_commit() finds this checkout from its own file and records "+dirty" changes
+RUN = f"PYTHONPATH={shlex.quote(str(SRC))}"
 
 
 wildcard_constraints:
@@ -98,6 +130,14 @@ def embedding_files(wildcards):
 def weights_arg(wildcards):
     weights = model_options(config, wildcards.model).get("weights")
     return f"--weights {shlex.quote(str(weights))}" if weights else ""
+
+
+def env_sha256(wildcards):
+    """The env file's content hash (post-deploy script included): rule build_env reruns when
+    it changes, not when the file is only touched."""
+    from matteralign.envs import read_env_file
+
+    return read_env_file(env_file(wildcards.family)).sha256
 
 
 def options_arg(wildcards):

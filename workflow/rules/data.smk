@@ -23,4 +23,5 @@ rule prepare_dataset:
         runtime=30,
     shell:
         "{RUN} {DRIVER_PYTHON} -m matteralign prepare {wildcards.dataset} --n {params.n}"
-        " --seed {params.seed} --options {params.options} --out {output.structures} > {log} 2>&1"
+        " --seed {params.seed} --options {params.options} --out {output.structures:q}"
+        " > {log:q} 2>&1"

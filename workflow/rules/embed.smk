@@ -28,6 +28,6 @@ rule embed:
         gpu=1 if DEVICE == "cuda" else 0,
     shell:
         "{RUN} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 {params.python} -m matteralign embed"
-        " {wildcards.model} --structures {input.structures} --out {output}"
+        " {wildcards.model} --structures {input.structures:q} --out {output:q}"
         " --device {params.device} {params.weights} {params.batch}"
-        " {params.options} > {log} 2>&1"
+        " {params.options} > {log:q} 2>&1"

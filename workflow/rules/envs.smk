@@ -4,11 +4,14 @@
 
 rule build_env:
     input:
-        env_file=str(BASE / "workflow" / "envs" / "{family}.yaml"),
+        # a touched env file is not a changed one: only the content hash below (a params
+        # rerun trigger) rebuilds the environment and so reruns the family's embeddings
+        env_file=ancient(str(BASE / "workflow" / "envs" / "{family}.yaml")),
     output:
         str(ENV_PREFIX / "{family}" / "matteralign-env.json"),
     params:
-        prefix=lambda wc: shlex.quote(str(ENV_PREFIX / wc.family)),
+        prefix=lambda wc: str(ENV_PREFIX / wc.family),
+        env_sha256=env_sha256,
     log:
         f"{RESULTS}/logs/envs/{{family}}.log",
     threads: 1
@@ -16,5 +19,5 @@ rule build_env:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{RUN} {DRIVER_PYTHON} -m matteralign env build {input.env_file}"
-        " --prefix {params.prefix} > {log} 2>&1"
+        "{RUN} {DRIVER_PYTHON} -m matteralign env build {input.env_file:q}"
+        " --prefix {params.prefix:q} > {log:q} 2>&1"

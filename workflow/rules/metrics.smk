@@ -8,7 +8,9 @@ rule align:
     output:
         expand(f"{RESULTS}/{{{{dataset}}}}/{{metric}}.h5", metric=METRICS),
     params:
-        outs=lambda wc, output: " ".join(f"{m}={p}" for m, p in zip(METRICS, output)),
+        outs=lambda wc, output: " ".join(
+            shlex.quote(f"{m}={p}") for m, p in zip(METRICS, output)
+        ),
         k=config["metrics"]["k"],
         preprocessing=config["metrics"]["preprocessing"],
         bootstrap=config["metrics"]["bootstrap"],
@@ -30,7 +32,7 @@ rule align:
     group:
         "metrics"
     shell:
-        "{RUN} {DRIVER_PYTHON} -m matteralign align --embeddings {input} --out {params.outs}"
+        "{RUN} {DRIVER_PYTHON} -m matteralign align --embeddings {input:q} --out {params.outs}"
         " --k {params.k} --preprocessing {params.preprocessing}"
         " --bootstrap {params.bootstrap} --permutations {params.permutations}"
-        " --seed {params.seed} {params.device} > {log} 2>&1"
+        " --seed {params.seed} {params.device} > {log:q} 2>&1"

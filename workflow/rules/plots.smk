@@ -25,5 +25,5 @@ rule plot_metric:
     group:
         "metrics"
     shell:
-        "{RUN} {DRIVER_PYTHON} -m matteralign plot {input} --out {output} {params.cluster}"
-        " > {log} 2>&1"
+        "{RUN} {DRIVER_PYTHON} -m matteralign plot {input:q} --out {output:q} {params.cluster}"
+        " > {log:q} 2>&1"

@@ -24,5 +24,5 @@ rule summary:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{RUN} {DRIVER_PYTHON} -m matteralign summary --embeddings {input.embeddings}"
-        " --metrics {input.metrics} --out {output} > {log} 2>&1"
+        "{RUN} {DRIVER_PYTHON} -m matteralign summary --embeddings {input.embeddings:q}"
+        " --metrics {input.metrics:q} --out {output:q} > {log:q} 2>&1"

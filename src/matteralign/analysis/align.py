@@ -7,33 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from matteralign.analysis.preprocess import preprocess
-from matteralign.io import EmbeddingFile, MetricFile, read_embeddings, write_metric
+from matteralign.analysis.study import AlignmentError, common_valid, load_study
+from matteralign.io import MetricFile, write_metric
 from matteralign.provenance import provenance
 
-
-class AlignmentError(ValueError):
-    pass
-
-
-def common_valid(files: Sequence[EmbeddingFile]) -> np.ndarray:
-    """Mask of the structures every model embedded (ids must agree row by row)."""
-    ids = files[0].ids
-    for f in files[1:]:
-        if f.ids != ids:
-            raise AlignmentError(
-                f"embedding files of {files[0].model!r} and {f.model!r} list different "
-                "structures; rebuild them from the same structures.h5"
-            )
-    hashes = {f.attrs.get("dataset_sha256", "") for f in files}
-    if len(hashes) > 1:
-        raise AlignmentError(f"embedding files come from different dataset versions: {hashes}")
-    mask = np.ones(len(ids), dtype=bool)
-    for f in files:
-        mask &= f.valid
-    return mask
+__all__ = ["AlignmentError", "align_dataset", "common_valid"]
 
 
 def align_dataset(
@@ -47,21 +25,12 @@ def align_dataset(
     device: str | None = None,
 ) -> dict[str, MetricFile]:
     """Compute every metric in ``outputs`` (metric -> path) over all models at once."""
+    from matteralign.analysis.calibration import calibration_entries
     from matteralign.metrics import METRIC_INFO, PER_MODEL_METRICS, pairwise
 
-    files = [read_embeddings(p) for p in embedding_paths]
-    mask = common_valid(files)
-    n_used = int(mask.sum())
-    worst = min(files, key=lambda f: int(f.valid.sum()))
-    if n_used < max(k + 2, 4):
-        raise AlignmentError(
-            f"only {n_used} structures are valid in every model (fewest: {worst.model!r} with "
-            f"{int(worst.valid.sum())}); metrics need at least {max(k + 2, 4)}. Check the "
-            "`errors` dataset of that embedding file, or drop the model from this dataset"
-        )
-    names = [f.model for f in files]
-    embeddings = {f.model: preprocess(f.embeddings[mask], preprocessing) for f in files}
-    results = pairwise(embeddings, metrics=list(outputs), k=k, device=device,
+    study = load_study(embedding_paths, preprocessing, min_rows=max(k + 2, 4))
+    files, mask, n_used, names = study.files, study.mask, study.n_used, study.names
+    results = pairwise(study.arrays, metrics=list(outputs), k=k, device=device,
                        bootstrap=bootstrap, permutations=permutations, seed=seed)
     dataset = files[0].attrs.get("dataset", Path(embedding_paths[0]).parent.parent.name)
     common: dict[str, Any] = {
@@ -88,13 +57,18 @@ def align_dataset(
         extra = {key.split("/", 1)[1]: arr[0] for key, arr in results.items()
                  if key.startswith(f"{metric}/")}
         per_model = metric in PER_MODEL_METRICS
+        calibration: dict[str, str] = {}
+        if not per_model and bootstrap > 0 and permutations > 0:
+            calibrated, calibration = calibration_entries(metric, value, extra, permutations)
+            extra.update(calibrated)
         result = MetricFile(
             metric=metric, models=names,
             matrix=None if per_model else value,
             values=value if per_model else None,
             extra=extra,
             attrs={**common, "symmetric": str(bool(METRIC_INFO[metric]["symmetric"])),
-                   "higher_is_aligned": str(METRIC_INFO[metric]["higher_is_aligned"])},
+                   "higher_is_aligned": str(METRIC_INFO[metric]["higher_is_aligned"]),
+                   **calibration},
         )
         write_metric(path, result)
         written[metric] = result

@@ -13,11 +13,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from matteralign.errors import MatterAlignError
 from matteralign.records import Record
 from matteralign.registry import Registry
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(MatterAlignError, RuntimeError):
     """The data of a dataset cannot be found on this machine (with the fix in the message)."""
 
 
@@ -29,6 +30,9 @@ class Dataset(ABC):
     modalities: ClassVar[tuple[str, ...]]  # inputs this dataset provides to models
     properties: ClassVar[dict[str, str]] = {}  # name -> unit and level of theory
     standin: ClassVar[bool] = False  # True for offline stand-ins of a paper dataset
+    #: the property models' predicted energies are compared with (eV, total or atomization:
+    #: a per-element linear correction absorbs the difference), None where there is none
+    reference_energy: ClassVar[str | None] = None
 
     def __init__(self, **options: object) -> None:
         self.options = options
@@ -36,6 +40,12 @@ class Dataset(ABC):
     @abstractmethod
     def size(self) -> int:
         """Number of structures available (before any size filter)."""
+
+    def filtered_size(self) -> int:
+        """Structures that pass this dataset's own filters (e.g. ``max_atoms``), counted
+        without loading them: the largest ``n`` that :meth:`load` can return. The config
+        check compares ``n`` with it before any job runs."""
+        return self.size()
 
     @abstractmethod
     def load(self, n: int, seed: int) -> list[Record]:

@@ -62,6 +62,8 @@ class AseLmdbDataset(Dataset):
     modalities: ClassVar[tuple[str, ...]] = ("atoms", "text")
     download: ClassVar[str]  # what to download from where (matteralign data fetch)
     periodic: ClassVar[bool]
+    #: every subclass's rows store the DFT total energy (NaN where a row has none)
+    reference_energy: ClassVar[str | None] = "energy"
 
     def __init__(self, **options: object) -> None:
         unknown = sorted(set(options) - {"path"})

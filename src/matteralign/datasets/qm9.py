@@ -165,6 +165,7 @@ class QM9(Dataset):
         "dipole": "Debye; dipole moment magnitude, B3LYP/6-31G(2df,p)",
         "n_atoms": "count; atoms including hydrogens",
     }
+    reference_energy: ClassVar[str | None] = "atomization_energy"
 
     def __init__(self, **options: object) -> None:
         if options:

@@ -11,10 +11,19 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import h5py
 import numpy as np
 
-from matteralign.io import atomic_h5, read_attrs, read_strings, set_attrs, sha256_arrays, strings
+from matteralign.io import (
+    atomic_h5,
+    load_verified,
+    open_h5,
+    read_attrs,
+    read_strings,
+    require,
+    set_attrs,
+    sha256_arrays,
+    strings,
+)
 from matteralign.records import Record
 
 #: Optional per-atom annotations (``Atoms.arrays`` key -> (dtype kind, fill value for atoms
@@ -110,25 +119,32 @@ def write_structures(
 
 
 def read_structure_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
-    with h5py.File(path, "r") as handle:
+    """The file's attributes (an unreadable file raises :class:`CorruptFileError`)."""
+    with open_h5(path) as handle:
         return read_attrs(handle)
 
 
 def read_structures(path: str | os.PathLike[str]) -> list[Record]:
+    """The records of a structures file, after checking its content hash."""
     from ase import Atoms
 
-    with h5py.File(path, "r") as handle:
-        ids = read_strings(handle["ids"])
-        n_atoms = handle["n_atoms"][()]
-        numbers, positions = handle["numbers"][()], handle["positions"][()]
-        cells, pbc = handle["cells"][()], handle["pbc"][()]
-        charge, spin = handle["charge"][()], handle["spin"][()]
-        smiles = read_strings(handle["smiles"])
-        sequence = read_strings(handle["sequence"])
-        text = read_strings(handle["text"])
-        props = {key: handle["properties"][key][()] for key in handle["properties"]}
-        extra = {key: handle["atom_arrays"][key][()] for key in handle.get("atom_arrays", {})
-                 if key in ATOM_ARRAYS}
+    data, _ = load_verified(path)
+
+    def column(name: str) -> np.ndarray:
+        return require(data, name, path)
+
+    ids = read_strings(column("ids"))
+    n_atoms = column("n_atoms")
+    numbers, positions = column("numbers"), column("positions")
+    cells, pbc = column("cells"), column("pbc")
+    charge, spin = column("charge"), column("spin")
+    smiles = read_strings(column("smiles"))
+    sequence = read_strings(column("sequence"))
+    text = read_strings(column("text"))
+    props = {name.split("/", 1)[1]: values for name, values in data.items()
+             if name.startswith("properties/")}
+    extra = {key: data[f"atom_arrays/{key}"] for key in ATOM_ARRAYS
+             if f"atom_arrays/{key}" in data}
     offsets = np.concatenate([[0], np.cumsum(n_atoms)])
     records = []
     for i, record_id in enumerate(ids):

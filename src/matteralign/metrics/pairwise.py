@@ -216,10 +216,16 @@ def pairwise(
 ) -> dict[str, tuple[np.ndarray, list[str]]]:
     """All metrics for all pairs of models, each model's statistics computed once.
 
+    The arrays are used as given: no row is dropped and nothing is normalised. The study's
+    matrices are computed on rows valid in every model, each L2-normalised (``metrics.
+    preprocessing: l2``); to get its numbers from embedding files, pass
+    ``matteralign.analysis.load_study(paths).arrays`` here, not the raw files' embeddings.
+
     Parameters
     ----------
     embeddings
-        name → (N, D_name) array (numpy or torch, any float dtype); rows aligned across models.
+        name → (N, D_name) array (numpy or torch, any float dtype); rows aligned across models,
+        already preprocessed (no NaN rows).
     metrics
         any of ``PAIRWISE_METRICS`` and ``PER_MODEL_METRICS`` (aliases: ii, mknn, twonn).
     k
@@ -238,7 +244,9 @@ def pairwise(
         P > 0 shuffles each model's rows independently P times (destroying the
         correspondence) and adds, for pairwise metrics, ``"<metric>/null_mean"``,
         ``"<metric>/null_std"`` and ``"<metric>/p_value"`` (one-sided, (1+#as-aligned)/(1+P),
-        NaN on the diagonal).
+        NaN on the diagonal) and ``"<metric>/null_p95"``, the null's chance threshold: its
+        95th percentile for similarity metrics, its 5th for the information imbalance (lower
+        = more aligned), so an observed value beyond it is above chance at the 5% level.
     block_size, memory_budget
         rows per streamed block, or the byte budget that picks it (default 512 MiB on CPU,
         2 GiB on a GPU).
@@ -314,14 +322,17 @@ def pairwise(
             obs = values[name]
             if METRIC_INFO[name]["higher_is_aligned"]:
                 as_aligned = (stack >= obs[None]).sum(0)
+                threshold = np.percentile(stack, 95.0, axis=0)
             else:
                 as_aligned = (stack <= obs[None]).sum(0)
+                threshold = np.percentile(stack, 5.0, axis=0)
             mean = stack.mean(0)
             std = stack.std(0, ddof=1) if permutations > 1 else np.full_like(mean, np.nan)
             pval = (1.0 + as_aligned) / (1.0 + permutations)
-            for arr in (mean, std, pval):
+            for arr in (mean, std, pval, threshold):
                 np.fill_diagonal(arr, np.nan)  # a model against its own shuffle is not a null
             result[f"{name}/null_mean"] = (mean, names)
             result[f"{name}/null_std"] = (std, names)
             result[f"{name}/p_value"] = (pval, names)
+            result[f"{name}/null_p95"] = (threshold, names)
     return result

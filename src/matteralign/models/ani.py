@@ -80,6 +80,8 @@ class _ANIEnsemble(ModelAdapter):
     hidden layer (member mean), in shared channels or in per-element blocks."""
 
     family = "ani"
+    #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
+    weights_folder_ok = True
     modality = "atoms"
     key_packages = ("torchani", "torch", "ase")
     requires_module = "torchani"

@@ -53,6 +53,8 @@ AMINO_ACIDS = frozenset("ACDEFGHIKLMNPQRSTVWY")
 class AntiBERTy(ModelAdapter):
     name = "antiberty"
     family = "protein"
+    #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
+    weights_folder_ok = True
     modality = "sequence"
     architecture = ("AntiBERTy: BERT encoder, 8 layers, hidden 512, 8 heads, 512 absolute "
                     "positions, 25-token amino-acid vocabulary; masked-LM on 558M antibody "

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
+import re
 import sys
 import sysconfig
 from abc import ABC, abstractmethod
@@ -22,13 +24,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from matteralign.errors import MatterAlignError
 from matteralign.records import Record
 from matteralign.registry import Registry
 
 RANDOM_INIT = "random-init"
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(MatterAlignError, RuntimeError):
     """The model's package or weights are missing here (the message says how to get them)."""
 
 
@@ -70,6 +73,9 @@ class ModelAdapter(ABC):
     requires_checkpoint: ClassVar[bool] = False
     #: where ``matteralign weights fetch`` downloads the weights from (None: nothing to fetch)
     weights_source: ClassVar[str | None] = None
+    #: a checkpoint folder (Hugging Face, matgl, NeuroChem, MatterGen layouts) is a valid
+    #: ``weights`` path; False: the adapter reads one checkpoint file
+    weights_folder_ok: ClassVar[bool] = False
 
     def __init__(self, weights: str | None = None, device: str = "cpu") -> None:
         """``weights``: None for the default weights (shipped in the wheel, else fetched into
@@ -108,8 +114,26 @@ class ModelAdapter(ABC):
                     f"(workflow/envs/{self.family}.yaml) or run it through the workflow"
                 )
             self._loaded = True
-            self._load()
+            try:
+                self._load()
+            except pickle.UnpicklingError as error:  # torch's weights_only refusal
+                self._loaded = False
+                raise self._checkpoint_refused(error) from None
         return self
+
+    def _checkpoint_refused(self, error: BaseException) -> ValueError:
+        """A checkpoint that ``torch.load(weights_only=True)`` refused, told as the config fix
+        (never torch's advice to load it with ``weights_only=False``)."""
+        path = self.weights_path() or self.weights_label()
+        if getattr(self, "allow_pickle", False):  # unpickling was allowed and still failed
+            return ValueError(f"{path} cannot be unpickled ({weights_only_reason(error)}): "
+                              f"not a {self.name} checkpoint, or a damaged file")
+        if "allow_pickle" in adapter_options(type(self)):
+            return pickle_refused(path, error)
+        return ValueError(
+            f"{path} is not a plain tensor checkpoint (weights_only load failed: "
+            f"{weights_only_reason(error)}); model {self.name!r} reads only state-dict "
+            f"checkpoints of plain tensors: give one (models.{self.name}.weights)")
 
     def weights_label(self) -> str:
         if self.weights == RANDOM_INIT:
@@ -195,8 +219,12 @@ register_model = REGISTRY.register
 registered_models = REGISTRY.all
 
 
-class WeightsMismatch(RuntimeError):
+class WeightsMismatch(MatterAlignError, RuntimeError):
     """A checkpoint's sha256 differs from the one pinned in the config."""
+
+
+class OptionError(MatterAlignError, TypeError, ValueError):
+    """An adapter option that does not exist, or has a value of the wrong type or range."""
 
 
 def adapter_options(cls: type[ModelAdapter]) -> list[str]:
@@ -211,14 +239,67 @@ def adapter_options(cls: type[ModelAdapter]) -> list[str]:
             and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)]
 
 
+#: options that count or measure something: a value must be > 0 (``l_max`` may be 0)
+POSITIVE_OPTIONS = frozenset({"max_atoms", "max_residues", "max_tokens", "n_max", "r_cut",
+                              "sigma", "noise_level"})
+NON_NEGATIVE_OPTIONS = frozenset({"l_max"})
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+    "dict": (dict,), "Mapping": (dict,), "list": (list,), "Sequence": (list, tuple),
+}
+
+
+def _annotation_accepts(annotation: str, value: object) -> bool:
+    """Whether ``value`` fits a (string) annotation such as ``int | None``; True when the
+    annotation names a type not in :data:`_OPTION_TYPES` (not checked here)."""
+    for part in annotation.split("|"):
+        part = part.strip().split("[", 1)[0]
+        if part == "None" and value is None:
+            return True
+        if part not in _OPTION_TYPES and part != "None":
+            return True
+        types = _OPTION_TYPES.get(part, ())
+        if isinstance(value, bool) and bool not in types:
+            continue  # True is an int to Python, not to a config
+        if isinstance(value, types):
+            return True
+    return False
+
+
+def option_value_problem(cls: type[ModelAdapter], key: str, value: object) -> str | None:
+    """Why ``value`` is not a valid ``key`` option of ``cls`` (wrong type, out of range)."""
+    import inspect
+
+    init = next(vars(k)["__init__"] for k in cls.__mro__ if "__init__" in vars(k))
+    param = inspect.signature(init).parameters[key]
+    annotation = param.annotation
+    if isinstance(annotation, str) and not _annotation_accepts(annotation, value):
+        return f"{value!r} is not of type {annotation}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if key in POSITIVE_OPTIONS and value <= 0:
+        return f"{value!r} must be > 0"
+    if key in NON_NEGATIVE_OPTIONS and value < 0:
+        return f"{value!r} must be >= 0"
+    return None
+
+
 def option_problem(name: str, options: Mapping[str, object]) -> str | None:
-    """Why ``options`` cannot go to model ``name`` (an unknown key), or None."""
-    accepted = adapter_options(REGISTRY.get(name))
+    """Why ``options`` cannot go to model ``name`` (an unknown key, a value of the wrong type
+    or out of range: ``max_atoms: -3`` would mask every structure), or None. A problem with
+    one option starts with its key (``max_atoms: ...``)."""
+    cls = REGISTRY.get(name)
+    accepted = adapter_options(cls)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         takes = ", ".join(accepted) if accepted else "no options"
         return (f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
                 f"it takes: {takes}")
+    for key, value in options.items():
+        problem = option_value_problem(cls, key, value)
+        if problem:
+            return f"{key}: {problem}"
     return None
 
 
@@ -227,7 +308,8 @@ def get_model(name: str, **kwargs: object) -> ModelAdapter:
     problem = option_problem(name, {k: v for k, v in kwargs.items()
                                     if k not in ("weights", "device")})
     if problem:
-        raise TypeError(problem)
+        raise OptionError(problem if problem.startswith("model ") else
+                          f"model {name!r} option {problem}")
     return cls(**kwargs)  # type: ignore[arg-type]
 
 
@@ -270,12 +352,23 @@ class InputKeeper:
         self.store.append(inputs[0].detach())  # type: ignore[attr-defined]
 
 
+def weights_only_reason(error: BaseException) -> str:
+    """What torch's weights_only loader objected to (e.g. "Unsupported global: GLOBAL
+    mace.modules.models.MACE"), without its advice to load the file unsafely."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global|\. |\n|$)",
+                      text)
+    if found:
+        return found.group(1).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def pickle_refused(path: object, error: BaseException, hint: str = "") -> ValueError:
     """The error for a checkpoint that ``torch.load(weights_only=True)`` refused while the
     model's config does not allow unpickling (a pickle runs code stored in the file)."""
     return ValueError(
         f"{path} is not a plain tensor checkpoint (weights_only load failed: "
-        f"{str(error).splitlines()[0][:200]}); {hint + '; ' if hint else ''}unpickling runs "
+        f"{weights_only_reason(error)}); {hint + '; ' if hint else ''}unpickling runs "
         "code stored in the file: set allow_pickle: true in this model's config entry only "
         "if you trust it")
 

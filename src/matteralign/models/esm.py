@@ -58,6 +58,8 @@ def _offline() -> None:
 class ESM2T33(ModelAdapter):
     name = "esm2-t33-650m"
     family = "text"
+    #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
+    weights_folder_ok = True
     modality = "sequence"
     architecture = ("ESM-2 650M: transformer encoder, 33 layers, hidden 1280, 20 heads, "
                     "rotary positions (transformers EsmModel)")

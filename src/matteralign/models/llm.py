@@ -145,6 +145,8 @@ class _PromptedLM(ModelAdapter):
     """Prompting, batching and pooling shared by the LLM adapters (not registered)."""
 
     family = "text"
+    #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
+    weights_folder_ok = True
     modality = "text"
     layer = ("last_hidden_state of the base model (final decoder layer after the final norm), "
              "description tokens only")

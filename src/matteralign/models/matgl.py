@@ -60,6 +60,8 @@ class MatglPotentialAdapter(ModelAdapter):
     """A matgl ``Potential`` around one of matgl's model classes (see the module docstring)."""
 
     family = "matgl"
+    #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
+    weights_folder_ok = True
     modality = "atoms"
     pooling = "mean over atoms"
     weights_name = RANDOM_INIT

@@ -90,6 +90,8 @@ TRAINING_ELEMENTS = frozenset((
 class MatterGenBase(ModelAdapter):
     name = "mattergen-base"
     family = "mattergen"
+    #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
+    weights_folder_ok = True
     modality = "atoms"
     architecture = ("MatterGen denoiser (GemNetTDenoiser, mattergen 1.0.3): GemNet-T, 4 blocks, "
                     "512-d atom/edge embeddings, 7 A cutoff, 50 neighbours, noise-level "

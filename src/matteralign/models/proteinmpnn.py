@@ -137,6 +137,15 @@ class ProteinMPNNV48(ModelAdapter):
             model.load_state_dict(state)
         self._model = frozen(model, self.device)
 
+    def geometry_atoms(self, atoms: Any) -> np.ndarray | None:
+        """Indices of the atoms the embedding job's geometry check looks at: the backbone,
+        the only atoms ProteinMPNN reads (a deposited model's overlapping hydrogens never
+        reach it); None (all) without PDB atom names."""
+        if "atom_name" not in atoms.arrays:
+            return None
+        names = np.asarray(atoms.arrays["atom_name"]).astype(str)
+        return np.flatnonzero(np.isin(names, [*BACKBONE, *ALIASES["O"]]))
+
     def check(self, record: Record) -> str | None:
         reason = super().check(record)
         if reason:

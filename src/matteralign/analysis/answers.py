@@ -1,0 +1,199 @@
+"""The study's answers: every claim of arXiv 2512.03750 the study can address, plus the
+calibration critique of Gröger et al. (arXiv 2602.14486), tested on a results folder by the
+rules of :mod:`matteralign.analysis.claims`, written as answers.html and answers.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matteralign.analysis.claims import (
+    calibration_claim,
+    convergence_claim,
+    cross_modality,
+    intrinsic_dim_claim,
+    local_optimum_claim,
+    regimes_claim,
+    transfer_claim,
+)
+from matteralign.analysis.evidence import (
+    AGREES,
+    DISAGREES,
+    INCONCLUSIVE,
+    MIXED,
+    UNTESTABLE,
+    VERDICTS,
+    Claim,
+    Test,
+    combine,
+    describe_pair,
+    figure_path,
+    load_dataset,
+    pair_value,
+)
+from matteralign.config import ConfigError
+from matteralign.io import atomic_path
+
+__all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "MIXED", "UNTESTABLE", "VERDICTS", "Answers",
+           "Claim", "Test", "check_analysis_config", "combine", "describe_pair", "pair_value",
+           "read_config_arg", "study_answers", "write_answers"]
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------------------------
+
+
+def check_analysis_config(config: Mapping[str, Any]) -> None:
+    """The ``analysis`` keys the schema cannot check: known models, datasets and properties."""
+    from difflib import get_close_matches
+
+    from matteralign.datasets import registered_datasets
+    from matteralign.models import registered_models
+
+    analysis = config.get("analysis") or {}
+
+    def hint(name: str, known: Sequence[str]) -> str:
+        close = get_close_matches(name, list(known), n=1)
+        return (f" Did you mean {close[0]!r}?" if close else "") + \
+            f" Known: {', '.join(sorted(known))}."
+
+    reference = analysis.get("reference")
+    if reference and reference not in config["models"]:
+        raise ConfigError(f"config key analysis.reference: {reference!r} is not a configured "
+                          "model; name one under models: or set null (the most accurate "
+                          "model of each dataset)." + hint(reference, list(config["models"])))
+    models = registered_models()
+    for name in analysis.get("domains") or {}:
+        if name not in models:
+            raise ConfigError(f"config key analysis.domains.{name}: unknown model {name!r}."
+                              + hint(name, list(models)))
+    datasets = registered_datasets()
+    for key in ("transfer_property", "map_properties"):
+        for dataset, value in (analysis.get(key) or {}).items():
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"config key analysis.{key}.{dataset}: {dataset!r} is not a "
+                                  "configured dataset; use one of "
+                                  f"{sorted(config['datasets'])}")
+            known = list(datasets[dataset].properties)
+            for prop in [value] if isinstance(value, str) else value:
+                if known and prop not in known:
+                    raise ConfigError(f"config key analysis.{key}.{dataset}: {dataset} has no "
+                                      f"property {prop!r}." + hint(prop, known))
+
+
+def read_config_arg(value: str) -> dict[str, Any]:
+    """``--config``: a YAML/JSON file or inline JSON, validated with the schema's defaults."""
+    import yaml
+
+    from matteralign.config import validate_schema
+
+    if value.lstrip().startswith("{"):
+        try:
+            raw = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--config: inline JSON is not valid ({err.msg})") from None
+    else:
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"--config: config file {path} does not exist")
+        raw = yaml.safe_load(path.read_text()) or {}
+    config = validate_schema(raw)
+    check_analysis_config(config)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole page
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Answers:
+    claims: list[Claim]
+    settings: dict[str, Any]
+    missing: list[str]
+    provenance: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        claims = []
+        for claim in self.claims:
+            entry = asdict(claim)
+            entry["verdict"] = claim.verdict
+            claims.append(entry)
+        return _finite({"claims": claims, "settings": self.settings, "missing": self.missing,
+                        "verdicts": list(VERDICTS), "provenance": self.provenance})
+
+
+def _finite(value: Any) -> Any:
+    """JSON-ready: NaN and infinities become null, numpy scalars plain numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def study_answers(results: str | os.PathLike[str], config: Mapping[str, Any]) -> Answers:
+    """Every claim tested on the files under ``results`` for the study ``config``."""
+    from matteralign.datasets import registered_datasets
+    from matteralign.provenance import provenance
+
+    kinds = {name: cls.kind for name, cls in registered_datasets().items()}
+    metrics = list(config["metrics"]["names"])
+    data = [load_dataset(results, d, kinds[d], metrics) for d in config["datasets"]]
+    for d in data:
+        d.map_figures = [figure_path(d.name, f"maps_{p}")
+                         for p in (config.get("analysis") or {}).get("map_properties", {})
+                         .get(d.name, [])]
+    claims = [cross_modality(data), convergence_claim(data), local_optimum_claim(data),
+              regimes_claim(data), intrinsic_dim_claim(data), transfer_claim(data),
+              calibration_claim(data)]
+    settings = {
+        "seed": config.get("seed", 0),
+        "k": config["metrics"].get("k"),
+        "preprocessing": config["metrics"].get("preprocessing"),
+        "bootstrap": config["metrics"].get("bootstrap", 0),
+        "permutations": config["metrics"].get("permutations", 0),
+        "reference": (config.get("analysis") or {}).get("reference"),
+        "datasets": {d.name: {"kind": d.kind, "n": config["datasets"][d.name]["n"],
+                              "n_used": (d.first_metric.attrs.get("n_used")
+                                         if d.first_metric else None),
+                              "models": d.models(), "controls": {
+                                  m: c for m, c in d.control().items() if c}}
+                     for d in data},
+    }
+    return Answers(claims, settings, [m for d in data for m in d.missing],
+                   provenance(("scipy",)))
+
+
+def write_answers(results: str | os.PathLike[str], config: Mapping[str, Any],
+                  out_html: str | os.PathLike[str], out_json: str | os.PathLike[str] | None = None,
+                  embed_figures: bool = True) -> Answers:
+    """answers.html (and answers.json beside it, the same numbers), both written atomically."""
+    from matteralign.plots.answers_page import render_answers
+
+    answers = study_answers(results, config)
+    out_json = Path(out_json) if out_json else Path(out_html).with_suffix(".json")
+    with atomic_path(out_json) as tmp:
+        tmp.write_text(json.dumps(answers.to_json(), indent=1, ensure_ascii=False))
+    page = render_answers(answers, results=Path(results), html_path=Path(out_html),
+                          embed_figures=embed_figures)
+    with atomic_path(out_html) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return answers

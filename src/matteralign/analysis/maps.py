@@ -1,0 +1,110 @@
+"""2-D maps of each model's embedding space, coloured by a reference property.
+
+PCA (an SVD of the centred embeddings) always; UMAP in addition when umap-learn is importable
+(it is not a dependency). Each model is mapped from the rows it embedded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from matteralign.analysis.preprocess import preprocess
+from matteralign.io import read_embeddings
+
+
+@dataclass
+class ModelMap:
+    model: str
+    modality: str
+    control: str  # "" | "random-init" | "baseline"
+    pca: np.ndarray  # [n_valid, 2]
+    explained: np.ndarray  # [2] fraction of variance of PC1, PC2
+    umap: np.ndarray | None  # [n_valid, 2] when umap-learn is installed
+    values: np.ndarray  # [n_valid] the property (NaN where the structure has none)
+
+
+def pca(x: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Scores on the first principal axes and their explained-variance fractions.
+
+    X_c = X − mean = U S Vᵀ; scores = U S (= X_c V); fraction_k = S_k² / Σ S². Each axis's
+    sign is fixed so its largest-magnitude loading is positive (SVD signs are arbitrary).
+    Components beyond rank(X_c) are returned as zeros.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    k = min(n_components, s.size)
+    signs = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(axis=1)])
+    signs[signs == 0] = 1.0
+    scores = np.zeros((x.shape[0], n_components))
+    scores[:, :k] = u[:, :k] * (s[:k] * signs)
+    total = float((s**2).sum())
+    explained = np.zeros(n_components)
+    if total > 0:
+        explained[:k] = s[:k] ** 2 / total
+    return scores, explained
+
+
+def umap_available() -> bool:
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def read_property(structures: str | os.PathLike[str], name: str) -> tuple[list[str], np.ndarray]:
+    """Structure ids and one property column of structures.h5 (NaN where absent)."""
+    import h5py
+
+    from matteralign.io import read_strings
+
+    with h5py.File(structures, "r") as handle:
+        available = sorted(handle["properties"]) if "properties" in handle else []
+        if name not in available:
+            raise ValueError(f"--property {name!r}: not in {structures}; choose one of "
+                             f"{available}")
+        return read_strings(handle["ids"]), handle["properties"][name][()].astype(np.float64)
+
+
+def model_maps(structures: str | os.PathLike[str],
+               embedding_paths: Sequence[str | os.PathLike[str]], property_name: str,
+               preprocessing: str = "l2", use_umap: bool | None = None,
+               seed: int = 0) -> list[ModelMap]:
+    """One map per embedding file, over the structures that model embedded (after the same
+    preprocessing as the alignment metrics)."""
+    from matteralign.models.domains import control_label
+
+    ids, prop = read_property(structures, property_name)
+    row_of = {s: i for i, s in enumerate(ids)}
+    use_umap = umap_available() if use_umap is None else use_umap
+    maps = []
+    for path in embedding_paths:
+        emb = read_embeddings(path)
+        missing = [s for s in emb.ids if s not in row_of]
+        if missing:
+            raise ValueError(f"{path}: {len(missing)} structures (e.g. {missing[0]!r}) are not "
+                             f"in {structures}; rebuild the embedding from it")
+        valid = emb.valid & np.isfinite(emb.embeddings).all(axis=1)
+        x = preprocess(emb.embeddings[valid], preprocessing)
+        values = prop[[row_of[s] for s, ok in zip(emb.ids, valid, strict=True) if ok]]
+        scores, explained = pca(x)
+        embedded = None
+        if use_umap and x.shape[0] > 3:
+            import umap
+
+            reducer = umap.UMAP(n_components=2, random_state=seed,
+                                n_neighbors=min(15, x.shape[0] - 1))
+            embedded = np.asarray(reducer.fit_transform(x))
+        random_init = bool(emb.attrs.get("random_init", False))
+        try:
+            control = control_label(emb.model, random_init)
+        except KeyError:
+            control = "random-init" if random_init else ""
+        maps.append(ModelMap(emb.model, str(emb.attrs.get("modality", "")), control, scores,
+                             explained, embedded, values))
+    return maps

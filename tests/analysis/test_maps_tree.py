@@ -1,0 +1,94 @@
+"""PCA maps of embeddings and the model tree from alignment distances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from matteralign.analysis.maps import model_maps, pca, umap_available
+from matteralign.analysis.tree import alignment_distance, model_tree
+from matteralign.cli import main
+from matteralign.metrics import pairwise
+
+
+def test_pca_matches_scikit_learn() -> None:
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 9)) + 3.0
+    scores, explained = pca(x, 3)
+    ref = PCA(n_components=3, svd_solver="full").fit(x)
+    np.testing.assert_allclose(explained, ref.explained_variance_ratio_, rtol=1e-10)
+    reference = ref.transform(x)
+    for k in range(3):  # axes agree up to sign
+        sign = np.sign(scores[:, k] @ reference[:, k])
+        np.testing.assert_allclose(scores[:, k], sign * reference[:, k], atol=1e-9)
+    # the fixed sign: each axis's largest-magnitude loading is positive
+    for k, axis in enumerate(ref.components_):
+        axis = axis * np.sign(axis[np.abs(axis).argmax()])
+        np.testing.assert_allclose(scores[:, k], (x - x.mean(0)) @ axis, atol=1e-9)
+
+
+def test_pca_of_rank_one_data_has_an_empty_second_axis() -> None:
+    t = np.linspace(-1, 1, 50)[:, None]
+    scores, explained = pca(t @ np.array([[1.0, 2.0, -1.0]]))
+    assert explained[0] == pytest.approx(1.0)
+    assert explained[1] == pytest.approx(0.0, abs=1e-20)
+    assert np.abs(scores[:, 1]).max() < 1e-12
+
+
+def test_tree_distance_to_an_identical_copy_is_zero() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 5))
+    emb = {"a": x, "a-copy": x.copy(), "b": rng.normal(size=(120, 4)),
+           "c": np.tanh(x @ rng.normal(size=(5, 7)))}
+    for metric in ("cknna", "cka"):
+        matrix, names = pairwise(emb, [metric], k=10)[metric]
+        tree = model_tree(names, matrix)
+        assert tree.distance[0, 1] == pytest.approx(0.0, abs=1e-7)
+        assert np.all(np.diag(tree.distance) == 0)
+        first = tree.linkage[0]  # the copy is joined first, at height 0
+        assert sorted(first[:2]) == [0, 1] and first[2] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_alignment_distance_closed_form_and_triangle_inequality_for_cka() -> None:
+    c = np.array([[1.0, 0.6, -0.2], [0.4, 1.0, np.nan], [-0.2, np.nan, 1.0]])
+    d, n_missing = alignment_distance(c)
+    assert d[0, 1] == pytest.approx(np.sqrt(0.5))  # symmetrised (0.6 + 0.4)/2
+    assert d[0, 2] == 1.0 and d[1, 2] == 1.0 and n_missing == 1
+    # CKA is a cosine of centred Gram matrices, so sqrt(1 - CKA) is a metric
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(80, 3))
+    emb = {f"m{i}": np.tanh(base @ rng.normal(size=(3, 4)) + i * 0.3 * rng.normal(size=(80, 4)))
+           for i in range(6)}
+    matrix, _ = pairwise(emb, ["cka"])["cka"]
+    d, _ = alignment_distance(matrix)
+    for i in range(6):
+        for j in range(6):
+            assert np.all(d[i, j] <= d[i, :] + d[:, j] + 1e-12)
+    with pytest.raises(ValueError, match="square"):
+        alignment_distance(np.ones((2, 3)))
+
+
+def test_maps_and_tree_figures(aligned_study, tmp_path, capsys) -> None:
+    embeddings = sorted(str(p) for p in (aligned_study / "embeddings").glob("*.h5"))
+    maps = model_maps(aligned_study / "structures.h5", embeddings, "energy")
+    assert [m.model for m in maps] == [p.rsplit("/", 1)[1][:-3] for p in embeddings]
+    assert all(m.pca.shape == (120, 2) and m.values.shape == (120,) for m in maps)
+    assert {m.model: m.control for m in maps}["mace-off23-small"] == "random-init"
+    out = tmp_path / "maps_energy.png"
+    assert main(["maps", "--structures", str(aligned_study / "structures.h5"), "--embeddings",
+                 *embeddings, "--property", "energy", "--out", str(out)]) == 0
+    description = Image.open(out).info.get("Description", "")
+    assert ("UMAP not used" in description) != umap_available()
+    assert main(["maps", "--structures", str(aligned_study / "structures.h5"), "--embeddings",
+                 *embeddings, "--property", "nope", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--property 'nope'" in err and "energy" in err and err.count("\n") == 1
+    assert main(["tree", "--metric-file", str(aligned_study / "cknna.h5"), "--out",
+                 str(tmp_path / "tree.png")]) == 0
+    assert (tmp_path / "tree.png").stat().st_size > 10_000
+    assert main(["tree", "--metric-file", str(aligned_study / "intrinsic_dim.h5"), "--out",
+                 str(tmp_path / "t.png")]) == 2
+    assert "similarity matrix" in capsys.readouterr().err
