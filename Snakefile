@@ -1,6 +1,6 @@
 # matteralign: alignment of the internal representations of matter across foundation models.
 # The workflow is a thin layer over the `matteralign` package: every rule calls its CLI.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 

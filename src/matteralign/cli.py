@@ -279,17 +279,14 @@ def cmd_regimes(args: argparse.Namespace) -> int:
 
 
 def cmd_maps(args: argparse.Namespace) -> int:
-    import h5py
-
     from matteralign.analysis.maps import model_maps
-    from matteralign.io import read_attrs
+    from matteralign.datasets.store import read_structure_attrs
     from matteralign.plots.study import plot_maps
 
     _require_files(args.structures, *args.embeddings)
     maps = model_maps(args.structures, args.embeddings, args.property,
                       preprocessing=args.preprocessing, seed=args.seed)
-    with h5py.File(args.structures, "r") as handle:
-        attrs = read_attrs(handle)
+    attrs = read_structure_attrs(args.structures)
     described = json.loads(attrs.get("properties_description", "{}") or "{}")
     plot_maps(maps, args.property, args.out, dataset=str(attrs.get("dataset", "")),
               units=str(described.get(args.property, ""))[:60])
@@ -337,6 +334,19 @@ def cmd_answers(args: argparse.Namespace) -> int:
         print(f"{claim.verdict:>22}  {claim.title}")
     print(f"-> {args.out}")
     return 0
+
+
+def _dataset_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+                    what: str, out: str, figure: bool = False) -> argparse.ArgumentParser:
+    """A command over one dataset's structures and embedding files, writing ``out``."""
+    p = sub.add_parser(name, help=what)
+    p.add_argument("--structures", required=True, help="the dataset's structures.h5")
+    p.add_argument("--embeddings", nargs="+", required=True)
+    p.add_argument("--out", required=True, help=out)
+    if figure:
+        p.add_argument("--figure", required=True, help="R² heatmap (PNG)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -429,31 +439,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("performance", help="energy error (composition-corrected) and "
-                       "reference-energy probe of every model of a dataset")
-    p.add_argument("--structures", required=True, help="the dataset's structures.h5")
-    p.add_argument("--embeddings", nargs="+", required=True)
-    p.add_argument("--out", required=True, help="performance.h5")
-    p.add_argument("--seed", type=int, default=0)
+    p = _dataset_parser(sub, "performance", "energy error (composition-corrected) and "
+                        "reference-energy probe of every model of a dataset", "performance.h5")
     p.set_defaults(func=cmd_performance)
 
-    p = sub.add_parser("probes", help="ridge probes of every property from every model")
-    p.add_argument("--structures", required=True, help="the dataset's structures.h5")
-    p.add_argument("--embeddings", nargs="+", required=True)
-    p.add_argument("--out", required=True, help="probes.h5")
-    p.add_argument("--figure", required=True, help="R² heatmap (PNG)")
-    p.add_argument("--seed", type=int, default=0)
+    p = _dataset_parser(sub, "probes", "ridge probes of every property from every model",
+                        "probes.h5", figure=True)
     p.set_defaults(func=cmd_probes)
 
-    p = sub.add_parser("transfer", help="probe transfer between every ordered model pair")
-    p.add_argument("--structures", required=True, help="the dataset's structures.h5")
-    p.add_argument("--embeddings", nargs="+", required=True)
-    p.add_argument("--out", required=True, help="transfer.h5")
-    p.add_argument("--figure", required=True, help="R² heatmap (PNG)")
+    p = _dataset_parser(sub, "transfer", "probe transfer between every ordered model pair",
+                        "transfer.h5", figure=True)
     p.add_argument("--property", default=None,
                    help="property to probe (default: the dataset's reference energy, else "
                         "its first property with values)")
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_transfer)
     p = sub.add_parser("convergence", help="alignment against error: Spearman ρ and figure")
     p.add_argument("--performance", required=True, help="performance.h5 of the dataset")

@@ -111,11 +111,7 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
             raise ConfigError(f"config key {where}: {err}") from None
     for name, entry in config["datasets"].items():
         dataset_options(name, entry)
-    reference = (config.get("analysis") or {}).get("reference")
-    if reference is not None and reference not in config["models"]:
-        raise ConfigError(f"config key analysis.reference: {reference!r} is not one of the "
-                          f"configured models {list(config['models'])}; name one of them, or "
-                          "null for each dataset's most accurate model")
+    check_analysis_config(config)
     _check_results(config, base)
     _check_k(config)
     grid = study_grid(config)
@@ -129,6 +125,38 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
         problems = input_problems(config, base, first_only=True)
         if problems:
             raise ConfigError(problems[0])
+
+
+def check_analysis_config(config: Mapping[str, Any]) -> None:
+    """The ``analysis`` keys the schema cannot check: the reference is a configured model, the
+    domain overrides name known models, the property choices name configured datasets and
+    properties they have. Raises ConfigError."""
+    from matteralign.datasets import registered_datasets
+    from matteralign.models import registered_models
+
+    analysis = config.get("analysis") or {}
+    reference = analysis.get("reference")
+    if reference and reference not in config["models"]:
+        raise ConfigError(f"config key analysis.reference: {reference!r} is not a configured "
+                          "model; name one under models: or set null (the most accurate "
+                          "model of each dataset)." + _suggest(reference, list(config["models"])))
+    models = registered_models()
+    for name in analysis.get("domains") or {}:
+        if name not in models:
+            raise ConfigError(f"config key analysis.domains.{name}: unknown model {name!r}."
+                              + _suggest(name, list(models)))
+    datasets = registered_datasets()
+    for key in ("transfer_property", "map_properties"):
+        for dataset, value in (analysis.get(key) or {}).items():
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"config key analysis.{key}.{dataset}: {dataset!r} is not a "
+                                  "configured dataset; use one of "
+                                  f"{sorted(config['datasets'])}")
+            known = list(getattr(datasets.get(dataset), "properties", None) or {})
+            for prop in [value] if isinstance(value, str) else value:
+                if known and prop not in known:
+                    raise ConfigError(f"config key analysis.{key}.{dataset}: {dataset} has no "
+                                      f"property {prop!r}." + _suggest(prop, known))
 
 
 def dataset_options(name: str, entry: Mapping[str, Any]) -> Any:

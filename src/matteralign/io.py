@@ -146,6 +146,28 @@ def require(data: Mapping[str, np.ndarray], name: str, path: str | os.PathLike[s
     return data[name]
 
 
+def write_columns(path: str | os.PathLike[str], text: Mapping[str, Sequence[str]],
+                  arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
+    """A flat study file (performance.h5, probes.h5, ...): string columns, numeric arrays and
+    attributes, written atomically with its content hash."""
+    with atomic_h5(path) as handle:
+        for name, values in text.items():
+            handle.create_dataset(name, data=strings(values))
+        for name, array in arrays.items():
+            handle.create_dataset(name, data=array)
+        set_attrs(handle, attrs)
+
+
+def read_columns(path: str | os.PathLike[str], text: Sequence[str], arrays: Sequence[str]
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The named string columns (decoded) and arrays of a flat study file, and its attributes,
+    after checking its content hash; a missing dataset raises :class:`CorruptFileError`."""
+    data, attrs = load_verified(path)
+    columns: dict[str, Any] = {name: read_strings(require(data, name, path)) for name in text}
+    columns.update({name: require(data, name, path) for name in arrays})
+    return columns, attrs
+
+
 def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
     """Store attributes, turning None into "" and sequences of str into utf-8 arrays."""
     for key, value in attrs.items():

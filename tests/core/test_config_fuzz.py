@@ -150,6 +150,9 @@ CASES: list[tuple[str, Change, str]] = [
 if has_analysis_schema():
     CASES.append(("analysis.reference not a configured model",
                   setter("analysis", "reference", value="uma-s-1p1"), "analysis.reference"))
+    CASES.append(("analysis.map_properties an unknown property",
+                  setter("analysis", "map_properties", value={"qm9": ["gapp"]}),
+                  "analysis.map_properties.qm9"))
 if not driver_has_cuda():
     CASES.append(("device cuda without a GPU", setter("device", value="cuda"), "device"))
 

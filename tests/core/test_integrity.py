@@ -150,6 +150,49 @@ def test_the_metrics_job_refuses_a_damaged_input_before_computing(files, tmp_pat
     assert not out.exists()
 
 
+def _nudge(path, dataset: str) -> None:
+    """Change one number of a dataset in place, leaving the recorded content hash stale."""
+    with h5py.File(path, "r+") as handle:
+        values = handle[dataset][()]
+        values.flat[0] += 1e-6
+        handle[dataset][...] = values
+
+
+def test_the_analysis_readers_refuse_damaged_study_files(tmp_path, capsys):
+    """performance.h5 damaged: the convergence job and its command refuse it by name;
+    convergence.h5 damaged: its reader and the answers page's reader refuse it by name."""
+    from matteralign.analysis.convergence import read_convergence, write_convergence
+    from matteralign.analysis.evidence import read_table
+    from matteralign.analysis.performance import read_performance
+    from matteralign.cli import main
+    from tests.analysis.conftest import write_aligned_study
+
+    study = write_aligned_study(tmp_path, n=60, bootstrap=0, permutations=0)
+    performance, cknna = study / "performance.h5", study / "cknna.h5"
+    convergence = study / "convergence.h5"
+    write_convergence(performance, cknna, convergence)
+    read_convergence(convergence)
+    read_table(convergence)
+
+    _nudge(performance, "energy_mae")
+    with pytest.raises(CorruptFileError, match="content hash mismatch") as refused:
+        write_convergence(performance, cknna, tmp_path / "again.h5")
+    assert str(refused.value).startswith(f"{performance} is damaged") and FIX in str(refused.value)
+    assert not (tmp_path / "again.h5").exists()
+    with pytest.raises(CorruptFileError, match=str(performance)):
+        read_performance(performance)
+    assert main(["convergence", "--performance", str(performance), "--metric-file", str(cknna),
+                 "--out", str(tmp_path / "c.h5"), "--figure", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert str(performance) in err and FIX in err and err.count("\n") == 1
+
+    _nudge(convergence, "mae")
+    for reader in (read_convergence, read_table):
+        with pytest.raises(CorruptFileError, match="content hash mismatch") as refused:
+            reader(convergence)
+        assert str(convergence) in str(refused.value)
+
+
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
 def test_results_get_the_umask_permissions_not_mkstemps(tmp_path, umask, mode):
     old = os.umask(umask)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from matteralign.analysis.evidence import (
     load_dataset,
     pair_value,
 )
-from matteralign.config import ConfigError
+from matteralign.config import ConfigError, check_analysis_config
 from matteralign.io import atomic_path
 
 __all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "MIXED", "UNTESTABLE", "VERDICTS", "Answers",
@@ -47,46 +47,8 @@ __all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "MIXED", "UNTESTABLE", "VERDIC
 
 
 # ---------------------------------------------------------------------------------------------
-# configuration
+# configuration (the analysis keys are checked by matteralign.config.check_analysis_config)
 # ---------------------------------------------------------------------------------------------
-
-
-def check_analysis_config(config: Mapping[str, Any]) -> None:
-    """The ``analysis`` keys the schema cannot check: known models, datasets and properties."""
-    from difflib import get_close_matches
-
-    from matteralign.datasets import registered_datasets
-    from matteralign.models import registered_models
-
-    analysis = config.get("analysis") or {}
-
-    def hint(name: str, known: Sequence[str]) -> str:
-        close = get_close_matches(name, list(known), n=1)
-        return (f" Did you mean {close[0]!r}?" if close else "") + \
-            f" Known: {', '.join(sorted(known))}."
-
-    reference = analysis.get("reference")
-    if reference and reference not in config["models"]:
-        raise ConfigError(f"config key analysis.reference: {reference!r} is not a configured "
-                          "model; name one under models: or set null (the most accurate "
-                          "model of each dataset)." + hint(reference, list(config["models"])))
-    models = registered_models()
-    for name in analysis.get("domains") or {}:
-        if name not in models:
-            raise ConfigError(f"config key analysis.domains.{name}: unknown model {name!r}."
-                              + hint(name, list(models)))
-    datasets = registered_datasets()
-    for key in ("transfer_property", "map_properties"):
-        for dataset, value in (analysis.get(key) or {}).items():
-            if dataset not in config["datasets"]:
-                raise ConfigError(f"config key analysis.{key}.{dataset}: {dataset!r} is not a "
-                                  "configured dataset; use one of "
-                                  f"{sorted(config['datasets'])}")
-            known = list(datasets[dataset].properties)
-            for prop in [value] if isinstance(value, str) else value:
-                if known and prop not in known:
-                    raise ConfigError(f"config key analysis.{key}.{dataset}: {dataset} has no "
-                                      f"property {prop!r}." + hint(prop, known))
 
 
 def read_config_arg(value: str) -> dict[str, Any]:

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from matteralign.io import atomic_h5, read_metric, read_strings, set_attrs, strings
+from matteralign.io import (
+    atomic_h5,
+    load_verified,
+    read_metric,
+    read_strings,
+    require,
+    set_attrs,
+    strings,
+)
 from matteralign.provenance import provenance
 
 
@@ -161,16 +169,13 @@ def convergence(models: Sequence[str], mae: np.ndarray, matrix: np.ndarray,
 
 
 def _performance(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, object]], str]:
-    """performance.h5 as model -> {control, energy_mae, probe_mae}, and the probe's units."""
-    import h5py
-
-    from matteralign.io import read_attrs
-
-    with h5py.File(path, "r") as handle:
-        names = read_strings(handle["models"])
-        columns = {key: handle[key][()] for key in ("energy_mae", "probe_mae") if key in handle}
-        control = read_strings(handle["control"]) if "control" in handle else [""] * len(names)
-        units = str(read_attrs(handle).get("target_units", ""))
+    """performance.h5 as model -> {control, energy_mae, probe_mae}, and the probe's units,
+    after checking the file's content hash."""
+    data, attrs = load_verified(path)
+    names = read_strings(require(data, "models", path))
+    columns = {key: data[key] for key in ("energy_mae", "probe_mae") if key in data}
+    control = read_strings(data["control"]) if "control" in data else [""] * len(names)
+    units = str(attrs.get("target_units", ""))
     return {name: {"control": control[i],
                    **{key: float(col[i]) for key, col in columns.items()}}
             for i, name in enumerate(names)}, units
@@ -253,14 +258,11 @@ def write_convergence(performance_path: str | os.PathLike[str],
 
 
 def read_convergence(path: str | os.PathLike[str]) -> dict[str, object]:
-    """convergence.h5 as a dict of its datasets (numpy arrays, model names) and ``attrs``."""
-    import h5py
-
-    from matteralign.io import read_attrs
-
-    with h5py.File(path, "r") as handle:
-        out: dict[str, object] = {key: (read_strings(handle[key]) if key in ("models", "control")
-                                        else handle[key][()]) for key in handle}
-        out["attrs"] = read_attrs(handle)
+    """convergence.h5 as a dict of its datasets (numpy arrays, model names) and ``attrs``,
+    after checking its content hash."""
+    data, attrs = load_verified(path)
+    out: dict[str, object] = {key: read_strings(value) if key in ("models", "control")
+                              else value for key, value in data.items()}
+    out["attrs"] = attrs
     return out
 

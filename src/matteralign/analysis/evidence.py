@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from matteralign.io import MetricFile, read_attrs, read_metric
+from matteralign.io import MetricFile, load_verified, read_metric, read_strings
 
 AGREES, DISAGREES, INCONCLUSIVE, MIXED = "agrees", "disagrees", "inconclusive", "mixed"
 UNTESTABLE = "cannot be tested here"
@@ -76,21 +76,19 @@ def combine(verdicts: Iterable[str]) -> str:
 
 
 def read_table(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """Every dataset of an HDF5 file (strings decoded) and its ``attrs``; None if absent."""
-    import h5py
-
+    """Every top-level dataset of a study file (strings decoded) and its ``attrs``, after
+    checking its content hash; None if absent."""
     if not Path(path).is_file():
         return None
+    data, attrs = load_verified(path)
     out: dict[str, Any] = {}
-    with h5py.File(path, "r") as handle:
-        for key, item in handle.items():
-            if not isinstance(item, h5py.Dataset):
-                continue
-            data = item[()]
-            if isinstance(data, np.ndarray) and data.dtype.kind in "OS":
-                data = [v.decode() if isinstance(v, bytes) else str(v) for v in data.ravel()]
-            out[key] = data
-        out["attrs"] = read_attrs(handle)
+    for key, value in data.items():
+        if "/" in key:
+            continue
+        if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
+            value = read_strings(value.ravel())
+        out[key] = value
+    out["attrs"] = attrs
     return out
 
 

@@ -58,17 +58,18 @@ def umap_available() -> bool:
 
 
 def read_property(structures: str | os.PathLike[str], name: str) -> tuple[list[str], np.ndarray]:
-    """Structure ids and one property column of structures.h5 (NaN where absent)."""
-    import h5py
+    """Structure ids and one property column of structures.h5 (NaN where absent), after
+    checking the file's content hash."""
+    from matteralign.io import load_verified, read_strings, require
 
-    from matteralign.io import read_strings
-
-    with h5py.File(structures, "r") as handle:
-        available = sorted(handle["properties"]) if "properties" in handle else []
-        if name not in available:
-            raise ValueError(f"--property {name!r}: not in {structures}; choose one of "
-                             f"{available}")
-        return read_strings(handle["ids"]), handle["properties"][name][()].astype(np.float64)
+    data, _ = load_verified(structures)
+    prefix = "properties/"
+    available = sorted(key[len(prefix):] for key in data if key.startswith(prefix))
+    if name not in available:
+        raise ValueError(f"--property {name!r}: not in {structures}; choose one of "
+                         f"{available}")
+    ids = read_strings(require(data, "ids", structures))
+    return ids, data[prefix + name].astype(np.float64)
 
 
 def model_maps(structures: str | os.PathLike[str],

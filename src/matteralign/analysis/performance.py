@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import h5py
 import numpy as np
 
 from matteralign.analysis.ridge import (
@@ -36,7 +35,7 @@ from matteralign.analysis.study_inputs import (
     progress,
     usable_rows_or_raise,
 )
-from matteralign.io import atomic_h5, read_attrs, read_strings, set_attrs, strings
+from matteralign.io import read_columns, write_columns
 from matteralign.provenance import provenance
 
 __all__ = ["EnergyError", "Performance", "ProbeResult", "compositional_fit", "energy_mae",
@@ -179,18 +178,14 @@ def write_performance(structures_path: str | os.PathLike[str],
     """Compute :func:`performance` from the files and write ``performance.h5``."""
     result = performance(load_inputs(structures_path, embedding_paths), seed, folds, alphas,
                          calibration_fraction)
-    with atomic_h5(out) as handle:
-        handle.create_dataset("models", data=strings(result.models))
-        handle.create_dataset("control", data=strings(result.control))
-        for name in Performance.ARRAYS:
-            handle.create_dataset(name, data=getattr(result, name))
-        set_attrs(handle, {**result.attrs, **provenance(("scipy",))})
+    write_columns(out, {"models": result.models, "control": result.control},
+                  {name: getattr(result, name) for name in Performance.ARRAYS},
+                  {**result.attrs, **provenance(("scipy",))})
     return result
 
 
 def read_performance(path: str | os.PathLike[str]) -> Performance:
-    with h5py.File(path, "r") as handle:
-        return Performance(models=read_strings(handle["models"]),
-                           control=read_strings(handle["control"]),
-                           **{name: handle[name][()] for name in Performance.ARRAYS},
-                           attrs=read_attrs(handle))
+    """performance.h5 after checking its content hash (a damaged file raises
+    :class:`~matteralign.io.CorruptFileError`)."""
+    columns, attrs = read_columns(path, ("models", "control"), Performance.ARRAYS)
+    return Performance(**columns, attrs=attrs)

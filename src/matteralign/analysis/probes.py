@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import h5py
 import numpy as np
 
 from matteralign.analysis.ridge import (
@@ -25,7 +24,7 @@ from matteralign.analysis.study_inputs import (
     progress,
     usable_rows_or_raise,
 )
-from matteralign.io import atomic_h5, read_attrs, read_strings, set_attrs, strings
+from matteralign.io import read_columns, write_columns
 from matteralign.provenance import provenance
 
 
@@ -41,6 +40,9 @@ class Probes:
     n: np.ndarray  # [M, P]
     alpha: np.ndarray  # [M, P, folds] the alpha each outer fold chose
     attrs: dict[str, Any] = field(default_factory=dict)
+
+    TEXT = ("models", "control", "properties")
+    ARRAYS = ("r2", "mae", "n", "alpha")
 
 
 def probe_properties(inputs: StudyInputs, folds: int) -> tuple[list[str], list[str]]:
@@ -110,22 +112,16 @@ def write_probes(structures_path: str | os.PathLike[str],
     from matteralign.plots.probes import plot_probes
 
     result = probes(load_inputs(structures_path, embedding_paths), seed, folds, alphas)
-    with atomic_h5(out) as handle:
-        handle.create_dataset("models", data=strings(result.models))
-        handle.create_dataset("control", data=strings(result.control))
-        handle.create_dataset("properties", data=strings(result.properties))
-        for name in ("r2", "mae", "n", "alpha"):
-            handle.create_dataset(name, data=getattr(result, name))
-        set_attrs(handle, {**result.attrs, **provenance(("scipy",))})
+    write_columns(out, {name: getattr(result, name) for name in Probes.TEXT},
+                  {name: getattr(result, name) for name in Probes.ARRAYS},
+                  {**result.attrs, **provenance(("scipy",))})
     if figure is not None:
         plot_probes(result, figure)
     return result
 
 
 def read_probes(path: str | os.PathLike[str]) -> Probes:
-    with h5py.File(path, "r") as handle:
-        return Probes(models=read_strings(handle["models"]),
-                      control=read_strings(handle["control"]),
-                      properties=read_strings(handle["properties"]),
-                      **{name: handle[name][()] for name in ("r2", "mae", "n", "alpha")},
-                      attrs=read_attrs(handle))
+    """probes.h5 after checking its content hash (a damaged file raises
+    :class:`~matteralign.io.CorruptFileError`)."""
+    columns, attrs = read_columns(path, Probes.TEXT, Probes.ARRAYS)
+    return Probes(**columns, attrs=attrs)

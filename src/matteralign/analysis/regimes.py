@@ -17,7 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from matteralign.io import MetricFile, atomic_h5, read_metric, set_attrs, strings
+from matteralign.io import (
+    MetricFile,
+    atomic_h5,
+    load_verified,
+    read_metric,
+    read_strings,
+    set_attrs,
+    strings,
+)
 from matteralign.models.domains import REGIMES, regime
 from matteralign.provenance import provenance
 
@@ -178,15 +186,11 @@ def _modalities(metric: MetricFile) -> dict[str, str]:
 
 
 def read_regimes(path: str | os.PathLike[str]) -> dict[str, object]:
-    """regimes.h5 as a dict of its datasets, ``attrs``, and the decoded ``summary``."""
-    import h5py
-
-    from matteralign.io import read_attrs, read_strings
-
-    with h5py.File(path, "r") as handle:
-        out: dict[str, object] = {key: (read_strings(handle[key]) if key in ("models", "regime")
-                                        else handle[key][()]) for key in handle}
-        attrs = read_attrs(handle)
+    """regimes.h5 as a dict of its datasets, ``attrs``, and the decoded ``summary``, after
+    checking its content hash."""
+    data, attrs = load_verified(path)
+    out: dict[str, object] = {key: read_strings(value) if key in ("models", "regime")
+                              else value for key, value in data.items()}
     out["attrs"] = attrs
     out["summary"] = json.loads(attrs["summary"])
     out["pairs"] = json.loads(attrs.get("pairs", "{}"))

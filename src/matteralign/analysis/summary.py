@@ -6,10 +6,9 @@ import csv
 import os
 from collections.abc import Sequence
 
-import h5py
 import numpy as np
 
-from matteralign.io import atomic_path, read_attrs
+from matteralign.io import atomic_path, read_embeddings
 
 COLUMNS = (
     "dataset", "model", "family", "modality", "weights", "weights_sha256", "random_init",
@@ -21,10 +20,8 @@ COLUMNS = (
 def summary_rows(embedding_paths: Sequence[str | os.PathLike[str]]) -> list[dict[str, str]]:
     rows = []
     for path in embedding_paths:
-        with h5py.File(path, "r") as handle:
-            attrs = read_attrs(handle)
-            valid = handle["valid"][()]
-            errors = [e.decode() if isinstance(e, bytes) else e for e in handle["errors"][()]]
+        embedding = read_embeddings(path)
+        attrs, valid, errors = dict(embedding.attrs), embedding.valid, embedding.errors
         invalid = np.flatnonzero(~valid)
         attrs["masked_example"] = errors[invalid[0]] if len(invalid) else ""
         attrs["n_valid"] = int(valid.sum())

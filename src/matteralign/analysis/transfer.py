@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import h5py
 import numpy as np
 
 from matteralign.analysis.ridge import (
@@ -33,7 +32,7 @@ from matteralign.analysis.ridge import (
     shuffle_rank,
 )
 from matteralign.analysis.study_inputs import StudyInputs, load_inputs, progress
-from matteralign.io import atomic_h5, read_attrs, read_strings, set_attrs, strings
+from matteralign.io import read_columns, write_columns
 from matteralign.provenance import provenance
 
 DEFAULT_TRAIN_FRACTION = 0.5
@@ -183,20 +182,16 @@ def write_transfer(structures_path: str | os.PathLike[str],
 
     result = transfer(load_inputs(structures_path, embedding_paths), prop, seed,
                       train_fraction, folds, alphas)
-    with atomic_h5(out) as handle:
-        handle.create_dataset("models", data=strings(result.models))
-        handle.create_dataset("control", data=strings(result.control))
-        for name in Transfer.ARRAYS:
-            handle.create_dataset(name, data=getattr(result, name))
-        set_attrs(handle, {**result.attrs, **provenance(("scipy",))})
+    write_columns(out, {"models": result.models, "control": result.control},
+                  {name: getattr(result, name) for name in Transfer.ARRAYS},
+                  {**result.attrs, **provenance(("scipy",))})
     if figure is not None:
         plot_transfer(result, figure)
     return result
 
 
 def read_transfer(path: str | os.PathLike[str]) -> Transfer:
-    with h5py.File(path, "r") as handle:
-        return Transfer(models=read_strings(handle["models"]),
-                        control=read_strings(handle["control"]),
-                        **{name: handle[name][()] for name in Transfer.ARRAYS},
-                        attrs=read_attrs(handle))
+    """transfer.h5 after checking its content hash (a damaged file raises
+    :class:`~matteralign.io.CorruptFileError`)."""
+    columns, attrs = read_columns(path, ("models", "control"), Transfer.ARRAYS)
+    return Transfer(**columns, attrs=attrs)
