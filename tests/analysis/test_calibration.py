@@ -167,3 +167,13 @@ def test_heatmap_hatches_entries_not_above_chance(aligned_study, tmp_path) -> No
     plt.close(fig)
     plot_metric(aligned_study / "cknna.h5", tmp_path / "cknna.png")
     assert (tmp_path / "cknna.png").stat().st_size > 10_000
+
+
+def test_heatmap_labels_mark_both_kinds_of_control():
+    from matteralign.io import MetricFile
+    from matteralign.plots.alignment import _labels
+
+    result = MetricFile("cka", ["sevennet-0", "composition", "chgnet-0.3.0"],
+                        matrix=np.eye(3), attrs={"random_init": ["False", "False", "True"]})
+    assert _labels(result) == ["sevennet-0", "composition (baseline)",
+                               "chgnet-0.3.0 (random-init)"]

@@ -32,9 +32,20 @@ TITLES = {
 
 
 def _labels(result: MetricFile) -> list[str]:
+    """Model names, with the controls marked: "(random-init)" or "(baseline)"."""
+    from matteralign.models.domains import TRAINING_DOMAINS
+
     flags = result.attrs.get("random_init", [])
-    return [f"{m} (random-init)" if i < len(flags) and flags[i] == "True" else m
-            for i, m in enumerate(result.models)]
+    labels = []
+    for i, m in enumerate(result.models):
+        domain = TRAINING_DOMAINS.get(m)
+        if i < len(flags) and flags[i] == "True":
+            labels.append(f"{m} (random-init)")
+        elif domain is not None and domain.baseline:
+            labels.append(f"{m} (baseline)")
+        else:
+            labels.append(m)
+    return labels
 
 
 def _title(result: MetricFile) -> str:
