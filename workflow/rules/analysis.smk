@@ -2,14 +2,10 @@
 # Per dataset: energy and probe performance, linear-probe transfer, convergence of alignment
 # with accuracy, ID/OOD regimes, property maps and the model tree; then one answers page over
 # every dataset (results/answers.html, with answers.json), registered in the report.
-from matteralign.analysis.answers import check_analysis_config
+# (the analysis keys were checked with the rest of the config in common.smk's check_config)
 from matteralign.datasets import registered_datasets
 
 ANALYSIS = config["analysis"]
-try:
-    check_analysis_config(config)
-except ConfigError as err:
-    raise WorkflowError(f"invalid configuration: {err}") from None
 DATASET_KINDS = {d: registered_datasets()[d].kind for d in config["datasets"]}
 # convergence, regimes and the tree read CKNNA; regimes also the intrinsic dimension and the
 # information imbalance: without them those analyses are skipped (the answers page says so)
