@@ -6,7 +6,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
-FAMILIES := $(basename $(notdir $(filter-out workflow/envs/study.yaml,$(wildcard workflow/envs/*.yaml))))
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --printshellcmds --show-failed-logs
 
 .PHONY: setup envs study report test lint clean-results
@@ -28,11 +27,11 @@ $(VENV)/.installed: pyproject.toml workflow/envs/study.post-deploy.sh
 setup: $(VENV)/.installed
 
 # Every model family's isolated environment, from workflow/envs/{family}.yaml (the tests
-# exercise each adapter in its own environment).
+# exercise each adapter in its own environment), ENV_JOBS at a time, installed by uv from one
+# shared cache (UV_CACHE_DIR, else uv's own; see docs/cluster.md).
+ENV_JOBS ?= 2
 envs: setup
-	@for family in $(FAMILIES); do \
-	  $(BIN)/matteralign env build workflow/envs/$$family.yaml --prefix .envs/$$family || exit 1; \
-	done
+	$(BIN)/matteralign env build --all --jobs $(ENV_JOBS) --root .envs
 
 # the workflow builds the environments of the configured models itself (rule build_env)
 study: setup

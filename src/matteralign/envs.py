@@ -6,24 +6,29 @@ isolated virtual environment from the same file: the interpreter of the file's `
 pin (checked against the one at hand) and exactly the file's ``pip:`` requirements, then the
 file's post-deploy script when there is one (``{name}.post-deploy.sh`` beside it: Snakemake
 runs the same script after creating a conda env). Post-deploy scripts carry what an env
-file cannot express, e.g. ``pip install --no-deps`` of a wheel whose own pins are ancient.
+file cannot express, e.g. a ``--no-deps`` install of a wheel whose own pins are ancient.
+
+The installer is uv (:mod:`matteralign.installer`): every family resolves with pip's own index
+settings and installs from one shared cache by hard links, so a second environment with
+torch costs seconds and megabytes, not minutes and gigabytes.
 
 An environment is judged by content, never by file times: the marker file written last
-records the hash of the env file and its post-deploy script (:func:`env_file_sha256`), and an
-environment whose marker holds the current hash is reused however often the file was touched.
+records the hash of the env file and its post-deploy script (:func:`env_file_sha256`) and the
+lock of what was installed; an environment whose marker holds the current hash, and whose
+installed packages still match that lock, is reused however often the file was touched.
 
 The builder deletes only what it made. A folder is one of its environments when it holds the
 marker (or its hidden copy, which survives Snakemake removing the marker as a rule output) or
 the ``.matteralign-building`` sentinel of a build in progress; any other non-empty folder is
 refused. A stale environment is replaced without a window in which none exists: a venv
-hard-codes its prefix (bin/ scripts, pyvenv.cfg), so it cannot be built elsewhere and moved;
-instead the old one is renamed aside to ``{prefix}.old-XXXX``, the new one is built at the
-prefix, and the old one is deleted only once the new one is complete (on a failure the
-partial new one is deleted and the old one renamed back).
+hard-codes its prefix, so the old one is renamed aside to ``{prefix}.old-XXXX``, the new one
+is built at the prefix, and the old one is deleted only once the new one is complete (on a
+failure the partial new one is deleted and the old one renamed back).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -33,12 +38,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from matteralign.errors import MatterAlignError
+from matteralign.installer import uv_binary, uv_settings, uv_version
 
 MARKER = "matteralign-env.json"
 #: a copy of the marker that no workflow rule names as an output: proof of ownership after
@@ -50,6 +57,10 @@ BUILDING = ".matteralign-building"
 
 class EnvFileError(MatterAlignError, ValueError):
     """An env file the local builder cannot build (the message says why)."""
+
+
+class EnvBuildError(MatterAlignError, RuntimeError):
+    """A step of an environment build failed (the message names the step and the file)."""
 
 
 class EnvPrefixError(MatterAlignError, ValueError):
@@ -129,12 +140,18 @@ def _marker_record(prefix: Path) -> dict | None:
 
 
 def is_current(spec: EnvSpec, prefix: str | Path) -> bool:
-    """The environment at ``prefix`` is complete and was built from ``spec``'s content."""
+    """The environment at ``prefix`` is complete, was built from ``spec``'s content, and
+    holds exactly the packages its lock lists (nothing installed or removed since)."""
     prefix = Path(prefix)
     if (prefix / BUILDING).exists() or not env_python(prefix).exists():
         return False
     record = _marker_record(prefix)
-    return record is not None and record.get("env_sha256") == spec.sha256
+    if record is None or record.get("env_sha256") != spec.sha256:
+        return False
+    try:
+        return installed_lock(prefix) == record.get("packages")
+    except (OSError, subprocess.CalledProcessError):
+        return False
 
 
 def is_ours(prefix: str | Path) -> bool:
@@ -179,13 +196,23 @@ def _recover(spec: EnvSpec, prefix: Path, log) -> None:
             shutil.rmtree(old)
 
 
-def build_env(env_file: str | Path, prefix: str | Path, log=print) -> Path:
+def build_env(env_file: str | Path, prefix: str | Path, log=print,
+              cache: str | Path | None = None) -> Path:
     """Build (or reuse) the environment of ``env_file`` at ``prefix``; return its marker.
 
     ``prefix`` must be absent, empty, or an environment of this builder: anything else is
-    refused with :class:`EnvPrefixError` and left untouched."""
+    refused with :class:`EnvPrefixError` and left untouched. ``cache`` is uv's cache
+    (default: ``UV_CACHE_DIR``, else uv's own)."""
     spec = read_env_file(env_file)
     prefix = Path(prefix).absolute()
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    # one build of a prefix at a time (make, Snakemake and a test session may all ask)
+    with open(prefix.with_name(f".{prefix.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_or_reuse(spec, prefix, log, cache)
+
+
+def _build_or_reuse(spec: EnvSpec, prefix: Path, log, cache: Path | None) -> Path:
     marker = prefix / MARKER
     if prefix.exists() and not _is_empty_dir(prefix) and not is_ours(prefix):
         raise EnvPrefixError(
@@ -214,7 +241,7 @@ def build_env(env_file: str | Path, prefix: str | Path, log=print) -> Path:
             "is built")
     existed = prefix.exists()  # an empty folder: left as it was if the build fails
     try:
-        _build(spec, prefix, log)
+        _build(spec, prefix, log, None if cache is None else Path(cache))
     except BaseException:
         if prefix.exists():
             shutil.rmtree(prefix)
@@ -235,41 +262,108 @@ def _write_json(path: Path, record: dict) -> None:
     tmp.replace(path)
 
 
-def _build(spec: EnvSpec, prefix: Path, log) -> None:
+def _build(spec: EnvSpec, prefix: Path, log, cache: Path | None = None) -> None:
     """Create the venv at ``prefix`` (absent or empty), install, write the marker last."""
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / BUILDING).write_text(f"pid {os.getpid()}\n")
     started = time.time()
-    base_python = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base_python, "-m", "venv", str(prefix)], check=True)
+    uv = uv_settings(prefix, cache, sys.executable, log)
     py = str(env_python(prefix))
-    subprocess.run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as reqs:
-        reqs.write("\n".join(spec.pip) + "\n")
-    log(f"installing {len(spec.pip)} requirements of {spec.path} into {prefix}")
-    try:
-        subprocess.run([py, "-m", "pip", "install", "--quiet", "-r", reqs.name], check=True)
-    finally:
-        Path(reqs.name).unlink(missing_ok=True)
-    if spec.post_deploy is not None:
-        log(f"running {spec.post_deploy}")
-        # the same variables a conda activation gives the script under --sdm conda
-        env = {**os.environ, "CONDA_PREFIX": str(prefix),
-               "PATH": f"{prefix / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with tempfile.TemporaryDirectory(prefix="matteralign-uv-") as tmp:
+        config = Path(tmp) / "uv.toml"
+        config.write_text(uv.config_toml())
+        reqs = Path(tmp) / "requirements.txt"
+        reqs.write_text("\n".join(spec.pip) + "\n")
+        # uv on PATH for the post-deploy script, which then installs from the same cache
+        (Path(tmp) / "bin").mkdir()
+        (Path(tmp) / "bin" / "uv").symlink_to(uv.uv)
+        env = {**os.environ, **uv.environ(config), "VIRTUAL_ENV": str(prefix),
+               "CONDA_PREFIX": str(prefix),
+               "PATH": os.pathsep.join([str(prefix / "bin"), str(Path(tmp) / "bin"),
+                                        os.environ.get("PATH", "")])}
         env.pop("PYTHONHOME", None)
-        subprocess.run(["bash", "-euo", "pipefail", str(spec.post_deploy)], check=True,
-                       env=env)
-    freeze = subprocess.run([py, "-m", "pip", "freeze"], check=True, capture_output=True,
-                            text=True).stdout.split()
+        base_python = getattr(sys, "_base_executable", sys.executable)
+        # seeded with pip, setuptools and wheel: what a conda env's post-deploy script and
+        # a --no-build-isolation compile find there too
+        run = _runner(spec, env)
+        run("creating the venv", [str(uv.uv), "venv", "--quiet", "--seed", "--allow-existing",
+                                  "--python", base_python, str(prefix)])
+        log(f"installing {len(spec.pip)} requirements of {spec.path} into {prefix} "
+            f"(uv cache {uv.cache}, {uv.link_mode})")
+        run("installing the pip section",
+            [str(uv.uv), "pip", "install", "--quiet", "--python", py, "-r", str(reqs)])
+        if spec.post_deploy is not None:
+            log(f"running {spec.post_deploy}")
+            run(f"its post-deploy script {spec.post_deploy.name}",
+                ["bash", "-euo", "pipefail", str(spec.post_deploy)])
+        lock = installed_lock(prefix, uv.uv)
     record = {
         "env_file": str(spec.path),
         "env_sha256": spec.sha256,
         "python": subprocess.run([py, "-c", "import sys; print(sys.version.split()[0])"],
                                  check=True, capture_output=True, text=True).stdout.strip(),
-        "packages": freeze,
+        "installer": f"uv {uv_version(uv.uv)}",
+        "uv_cache": str(uv.cache),
+        "link_mode": uv.link_mode,
+        "packages": lock,
         "build_seconds": round(time.time() - started, 1),
     }
     _write_json(prefix / MARKER_COPY, record)
     _write_json(prefix / MARKER, record)
     (prefix / BUILDING).unlink()
     log(f"built {prefix} in {record['build_seconds']} s")
+
+
+def _runner(spec: EnvSpec, env: dict[str, str]):
+    """``run(what, cmd)``: one build step, a failure raised as :class:`EnvBuildError`."""
+
+    def run(what: str, cmd: list[str]) -> None:
+        try:
+            subprocess.run(cmd, check=True, env=env)
+        except subprocess.CalledProcessError as err:
+            raise EnvBuildError(
+                f"{spec.path}: {what} failed (exit {err.returncode}; its output is above): "
+                "fix the pins or the script, then build again") from None
+
+    return run
+
+
+def installed_lock(prefix: str | Path, uv: Path | None = None) -> list[str]:
+    """What is installed in the environment at ``prefix``, one ``name==version`` a line
+    (``uv pip freeze``, seeded tools included): the lock the marker records."""
+    uv = uv or uv_binary()
+    out = subprocess.run([str(uv), "pip", "freeze", "--quiet", "--python",
+                          str(env_python(prefix))], check=True, capture_output=True,
+                         text=True, env={**os.environ, "UV_NO_CONFIG": "1"}).stdout
+    return sorted(out.split())
+
+
+def family_env_files(envs_dir: str | Path) -> list[Path]:
+    """Every model family's env file in ``envs_dir`` (``study.yaml``, the driver's, excluded)."""
+    return sorted(p for p in Path(envs_dir).glob("*.yaml") if p.stem != "study")
+
+
+def build_all(envs_dir: str | Path, root: str | Path, jobs: int = 1, log=print,
+              cache: str | Path | None = None, only: Sequence[str] = ()) -> list[Path]:
+    """Build every family of ``envs_dir`` (or those named in ``only``) under
+    ``root/{family}``, ``jobs`` at a time.
+
+    The families that compile from source (slowest) start first; all share one uv cache,
+    whose own locks let a second build wait for, then reuse, a wheel another is building.
+    Every family is attempted; the first failure is raised once all have finished."""
+    files = [f for f in family_env_files(envs_dir) if not only or f.stem in only]
+    files.sort(key=lambda f: post_deploy_script(f) is None)  # compiles first, stable order
+
+    def one(env_file: Path) -> Path:
+        name = env_file.stem
+        return build_env(env_file, Path(root) / name, log=lambda m: log(f"[{name}] {m}"),
+                         cache=cache)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(one, f) for f in files]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
+    return [f.result() for f in futures]

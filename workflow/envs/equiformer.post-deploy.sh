@@ -6,6 +6,8 @@
 # declared dependencies; what EquiformerV2 imports is pinned in equiformer.yaml.
 set -euo pipefail
 export MAX_JOBS="${MAX_JOBS:-2}"
-python -m pip install --quiet --no-build-isolation torch-scatter==2.1.2
-python -m pip install --quiet --no-deps fairchem-core==1.10.0
+# `matteralign env build` puts uv on PATH, set up for its shared cache; a conda env has pip
+pip_install() { if command -v uv >/dev/null; then uv pip install --quiet "$@"; else python -m pip install --quiet "$@"; fi; }
+pip_install --no-build-isolation torch-scatter==2.1.2
+pip_install --no-deps fairchem-core==1.10.0
 python -c "import torch_scatter; from fairchem.core.models.equiformer_v2.equiformer_v2 import EquiformerV2Backbone"

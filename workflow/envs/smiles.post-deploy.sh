@@ -5,5 +5,7 @@
 # scikit-learn==0.23.1, matplotlib==3.2.2 and faerun, none of which the adapters import and
 # none of which install on Python 3.11: install the wheel alone.
 set -euo pipefail
-python -m pip install --quiet --no-deps rxnfp==0.1.0
+# `matteralign env build` puts uv on PATH, set up for its shared cache; a conda env has pip
+pip_install() { if command -v uv >/dev/null; then uv pip install --quiet "$@"; else python -m pip install --quiet "$@"; fi; }
+pip_install --no-deps rxnfp==0.1.0
 python -c "import rxnfp, sys; sys.exit(rxnfp.__version__ != '0.1.0')"
