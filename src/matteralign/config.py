@@ -1,13 +1,15 @@
 """Study configuration: schema validation, registry checks and the (model x dataset) grid.
 
-The Snakefile validates with ``snakemake.utils.validate`` against the same schema file and then
-calls :func:`check_config`; ``matteralign check-config`` does both without Snakemake. Every
-problem is reported as one :class:`ConfigError` naming the key and the fix, before any job runs.
+The schema (``config.schema.yaml``) ships inside the package, so ``matteralign check-config``
+works from an installed wheel. The Snakefile runs :func:`validate_schema` and
+:func:`check_config` while it is read; every problem is reported as one :class:`ConfigError`
+naming the key and the fix, before any job runs.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import json
 import os
 import sys
@@ -22,7 +24,8 @@ from matteralign.errors import MatterAlignError
 from matteralign.models.base import RANDOM_INIT
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+#: the study config's JSON schema (package data)
+SCHEMA = importlib.resources.files("matteralign") / "config.schema.yaml"
 
 
 class ConfigError(MatterAlignError, ValueError):
@@ -50,11 +53,16 @@ def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> None:
                 _fill_defaults(value, extra)
 
 
-def validate_schema(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[str, Any]:
+def load_schema() -> dict[str, Any]:
+    """The study config's JSON schema, as a mapping."""
+    return dict(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")))
+
+
+def validate_schema(config: dict[str, Any], schema_path: Any = SCHEMA) -> dict[str, Any]:
     """Validate against the JSON schema and fill defaults (what snakemake's validate does)."""
     import jsonschema
 
-    schema = yaml.safe_load(schema_path.read_text())
+    schema = yaml.safe_load(schema_path.read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

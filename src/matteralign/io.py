@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from matteralign.errors import MatterAlignError
+from matteralign.errors import MatterAlignError, MissingInputError
 
 STR = h5py.string_dtype(encoding="utf-8")
 #: the attribute holding the hash of all datasets of a file (see :func:`content_sha256`)
@@ -107,9 +107,9 @@ def content_sha256(datasets: Iterable[tuple[str, np.ndarray]]) -> str:
 @contextlib.contextmanager
 def open_h5(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
     """Open a study file for reading; one HDF5 cannot open raises :class:`CorruptFileError`
-    naming it (a missing file stays ``FileNotFoundError``)."""
+    naming it (a missing file :class:`MissingInputError`, a ``FileNotFoundError``)."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingInputError(f"{path} does not exist")
     try:
         handle = h5py.File(path, "r")
     except OSError:
@@ -191,6 +191,22 @@ def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
             value = value.item()
         out[key] = value
     return out
+
+
+def attr_flag(value: Any) -> bool | None:
+    """A boolean attribute: a real bool as written now, or the strings "True"/"False" that
+    older files hold; None when missing or empty (a per-model metric's direction)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    text = str(value).strip().lower() if value is not None else ""
+    return True if text in ("true", "1") else False if text in ("false", "0") else None
+
+
+def attr_flags(values: Any, n: int) -> list[bool]:
+    """A per-model boolean attribute (e.g. ``random_init``) as ``n`` bools, False where the
+    attribute has no entry."""
+    given = [] if values is None or isinstance(values, str) else list(values)
+    return [bool(attr_flag(given[i])) if i < len(given) else False for i in range(n)]
 
 
 def strings(values: Sequence[str]) -> np.ndarray:
@@ -311,13 +327,20 @@ def write_metric(path: str | os.PathLike[str], result: MetricFile) -> None:
 
 
 def read_metric(path: str | os.PathLike[str]) -> MetricFile:
-    """Read a metric file; a damaged one raises :class:`CorruptFileError`."""
+    """Read a metric file; a damaged one raises :class:`CorruptFileError`. Its boolean
+    attributes come back as bools, also from older files that held them as strings."""
     data, attrs = load_verified(path)
     extra = {name: array for name, array in data.items()
              if name not in ("matrix", "values", "models") and "/" not in name}
+    models = read_strings(require(data, "models", path))
+    for key in ("symmetric", "higher_is_aligned"):
+        if key in attrs:
+            attrs[key] = attr_flag(attrs[key])
+    if "random_init" in attrs:
+        attrs["random_init"] = attr_flags(attrs["random_init"], len(models))
     return MetricFile(
         metric=str(attrs.get("metric", "")),
-        models=read_strings(require(data, "models", path)),
+        models=models,
         matrix=data.get("matrix"),
         values=data.get("values"),
         extra=extra,

@@ -30,11 +30,17 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
 def git_commit(root: str | os.PathLike[str] | None = None) -> str:
     """The commit of the code that ran, with "+dirty" when tracked files have changes.
 
-    ``root``: the checkout to ask (default: the one this module's file is in, which is the
-    code that runs, also inside the workflow's jobs); "unknown" outside a git checkout.
+    ``root``: the checkout to ask (default: the one this module's file is tracked in, which is
+    the code that runs, also inside the workflow's jobs); "unknown" outside a git checkout, and
+    for an installed copy of the package (a wheel in a virtualenv inside some checkout is not
+    that checkout's code).
     """
-    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve()
     try:
+        if root is None:
+            root = here.parent
+            subprocess.run(["git", "-C", str(root), "ls-files", "--error-unmatch", here.name],
+                           capture_output=True, timeout=10, check=True)
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
                                 capture_output=True, text=True, timeout=10, check=True)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",

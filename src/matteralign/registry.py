@@ -11,6 +11,8 @@ import pkgutil
 from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
+from matteralign.errors import UnknownNameError
+
 
 class _Named(Protocol):
     name: str
@@ -49,7 +51,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> type[T]:
         classes = self.all()
         if name not in classes:
-            raise KeyError(
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(classes))}"
             )
         return classes[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 
@@ -54,7 +55,12 @@ def test_align_uses_structures_valid_in_every_model(tmp_path):
     assert result.matrix[0, 1] == pytest.approx(cka(x["a"], x["b"]), abs=1e-9)
     ii = read_metric(outputs["information_imbalance"])
     assert ii.matrix[2, 0] == pytest.approx(information_imbalance(x["c"], x["a"]), abs=1e-12)
-    assert ii.attrs["symmetric"] == "False" and ii.attrs["higher_is_aligned"] == "False"
+    assert ii.attrs["symmetric"] is False and ii.attrs["higher_is_aligned"] is False
+    # stored as HDF5 booleans, not as the strings "True"/"False"
+    with h5py.File(outputs["information_imbalance"]) as handle:
+        assert handle.attrs["symmetric"].dtype == np.bool_
+        assert handle.attrs["random_init"].dtype == np.bool_
+    assert result.attrs["symmetric"] is True and result.attrs["random_init"] == [False] * 3
     dims = read_metric(outputs["intrinsic_dim"])
     assert dims.values.shape == (3,) and dims.matrix is None
 
@@ -68,3 +74,17 @@ def test_align_refuses_mismatched_or_too_few_structures(tmp_path):
     paths2, _ = make_files(other, n=31)
     with pytest.raises(AlignmentError, match="different"):
         align_dataset([paths[0], paths2[1]], {"cka": tmp_path / "cka.h5"}, k=5)
+
+
+def test_metric_files_with_string_flags_read_as_booleans(tmp_path):
+    """Files written before the flags were HDF5 booleans held "True"/"False" strings."""
+    from matteralign.io import MetricFile, write_metric
+
+    path = tmp_path / "old.h5"
+    write_metric(path, MetricFile(metric="information_imbalance", models=["a", "b"],
+                                  matrix=np.eye(2), attrs={
+                                      "symmetric": "False", "higher_is_aligned": "False",
+                                      "random_init": ["False", "True"]}))
+    attrs = read_metric(path).attrs
+    assert attrs["symmetric"] is False and attrs["higher_is_aligned"] is False
+    assert attrs["random_init"] == [False, True]

@@ -96,10 +96,44 @@ def test_paper_study_dry_run_shows_the_grid_and_what_is_missing():
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert "dry run only, a real run would stop here" in out
+    assert "a dry run goes on, a real run would stop here" in out
     assert "mace-mp-0-medium.weights" in out and "datasets.omat24" in out
     counts = dict(re.findall(r"^(embed|align|prepare_dataset)\s+(\d+)\s*$", out, re.M))
     assert int(counts["prepare_dataset"]) == 5 and int(counts["align"]) == 5
     assert int(counts["embed"]) > 40
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(ROOT / "config" / "paper.yaml")
+
+
+def test_check_config_works_from_an_installed_wheel(tmp_path):
+    """The schema is package data: a wheel installed outside the checkout validates a config."""
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "src", source / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
+                    "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("matteralign-*.whl")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(site), str(wheel)], check=True, capture_output=True, timeout=300)
+    study = {"datasets": {"qm9": {"n": 30}}, "models": {"morgan-fp": {}, "composition": {}},
+             "metrics": {"names": ["cknna", "cka"], "k": 5}}
+    good, bad = write(tmp_path, study), tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("cka", "cosine"))
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    code = "import matteralign, sys; print(matteralign.__file__); " \
+           "sys.exit(__import__('matteralign.cli').cli.main(sys.argv[1:]))"
+    run = [sys.executable, "-c", code, "check-config"]
+    ok = subprocess.run([*run, str(good)], cwd=tmp_path, env=env, capture_output=True,
+                        text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.stdout.startswith(str(site)) and "qm9 (n=30): morgan-fp, composition" in ok.stdout
+    refused = subprocess.run([*run, str(bad)], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "config key metrics.names" in refused.stderr
+    assert str(site / "matteralign" / "config.schema.yaml") in refused.stderr

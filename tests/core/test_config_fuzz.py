@@ -17,7 +17,13 @@ import pytest
 import yaml
 
 from matteralign.cli import main
-from matteralign.config import device_problems, driver_has_cuda, load_config, resolve_device
+from matteralign.config import (
+    device_problems,
+    driver_has_cuda,
+    load_config,
+    load_schema,
+    resolve_device,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,7 +86,7 @@ def add_mace(config: dict[str, Any], tmp: Path) -> None:
 
 
 def has_analysis_schema() -> bool:
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = load_schema()
     return "reference" in schema["properties"].get("analysis", {}).get("properties", {})
 
 

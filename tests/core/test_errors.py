@@ -15,14 +15,10 @@ from matteralign.analysis import AlignmentError
 from matteralign.config import ConfigError
 from matteralign.datasets.base import DatasetUnavailable
 from matteralign.envs import EnvFileError
-from matteralign.errors import MatterAlignError
-from matteralign.models.base import (
-    EmbedOutput,
-    ModelAdapter,
-    ModelUnavailable,
-    OptionError,
-    WeightsMismatch,
-)
+from matteralign.errors import InputError, MatterAlignError, MissingInputError, UnknownNameError
+from matteralign.io import CorruptFileError
+from matteralign.models.base import EmbedOutput, ModelAdapter, ModelUnavailable, OptionError
+from matteralign.models.weights import WeightsMismatch
 from matteralign.records import Record
 
 
@@ -30,9 +26,34 @@ from matteralign.records import Record
     (ConfigError, ValueError), (AlignmentError, ValueError), (EnvFileError, ValueError),
     (ModelUnavailable, RuntimeError), (WeightsMismatch, RuntimeError),
     (DatasetUnavailable, RuntimeError), (OptionError, TypeError),
+    (CorruptFileError, ValueError), (MissingInputError, FileNotFoundError),
+    (InputError, ValueError), (UnknownNameError, KeyError),
 ])
 def test_one_base_and_the_old_one(error: type[Exception], legacy: type[Exception]) -> None:
     assert issubclass(error, MatterAlignError) and issubclass(error, legacy)
+
+
+def test_unknown_name_reads_as_its_message() -> None:
+    from matteralign.datasets.base import REGISTRY
+
+    with pytest.raises(UnknownNameError) as caught:
+        REGISTRY.get("qm10")
+    assert str(caught.value).startswith("unknown dataset 'qm10'; registered: ")
+
+
+def test_every_error_the_cli_raises_is_a_matteralign_error() -> None:
+    """The commands' own failures are MatterAlignErrors (SystemExit aside: argparse's way)."""
+    import ast
+
+    import matteralign.cli as cli
+
+    tree = ast.parse(Path(cli.__file__).read_text())
+    raised = {node.exc.func.id for node in ast.walk(tree)
+              if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+              and isinstance(node.exc.func, ast.Name)}
+    assert raised, "no raise found"
+    for name in raised - {"SystemExit"}:
+        assert issubclass(getattr(cli, name), MatterAlignError), name
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

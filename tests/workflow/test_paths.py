@@ -13,6 +13,7 @@ import h5py
 import pytest
 import yaml
 
+from matteralign.config import load_schema
 from matteralign.provenance import git_commit
 from tests.conftest import ROOT, family_python
 from tests.workflow.test_workflow import planned_jobs, snakemake
@@ -25,7 +26,7 @@ METRICS = ["cknna", "cka"]
 
 def analysis_off() -> dict[str, object]:
     """Stop at the alignment matrices where the config has an analysis section."""
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = load_schema()
     enabled = schema["properties"].get("analysis", {}).get("properties", {}).get("enabled")
     return {"analysis": {"enabled": False}} if enabled else {}
 

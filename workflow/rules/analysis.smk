@@ -5,6 +5,9 @@
 # (the analysis keys were checked with the rest of the config in common.smk's check_config)
 from matteralign.datasets import registered_datasets
 
+ANSWERS_PAGE = f"{RESULTS}/answers.html"
+ANSWERS_JSON = f"{RESULTS}/answers.json"
+
 ANALYSIS = config["analysis"]
 DATASET_KINDS = {d: registered_datasets()[d].kind for d in config["datasets"]}
 # convergence, regimes and the tree read CKNNA; regimes also the intrinsic dimension and the
@@ -15,10 +18,6 @@ HAS_REGIME_METRICS = {"cknna", "intrinsic_dim", "information_imbalance"} <= set(
 
 wildcard_constraints:
     property="[A-Za-z0-9_]+",
-
-
-def analysis_file(name):
-    return f"{RESULTS}/{{dataset}}/{name}"
 
 
 def map_properties(dataset):
@@ -45,31 +44,30 @@ def domains_arg(wildcards):
 
 def dataset_figures(dataset):
     """Every figure the answers page shows for one dataset."""
-    figures = [f"{RESULTS}/{dataset}/figures/{name}.png" for name in ("probes", "probe_transfer")]
+    names = ["probes", "probe_transfer"]
     if HAS_CKNNA:
-        figures += [f"{RESULTS}/{dataset}/figures/{name}.png" for name in ("convergence", "tree")]
+        names += ["convergence", "tree"]
     if HAS_REGIME_METRICS:
-        figures += [f"{RESULTS}/{dataset}/figures/{name}.png"
-                    for name in ("intrinsic_dim_regimes", "ii_plane")]
-    figures += [f"{RESULTS}/{dataset}/figures/maps_{p}.png" for p in map_properties(dataset)]
-    return figures
+        names += ["intrinsic_dim_regimes", "ii_plane"]
+    names += [f"maps_{p}" for p in map_properties(dataset)]
+    return expand(FIGURE, dataset=dataset, name=names)
 
 
 def dataset_analysis_files(dataset):
-    files = [f"{RESULTS}/{dataset}/{name}.h5" for name in ("performance", "probes", "transfer")]
+    names = ["performance", "probes", "transfer"]
     if HAS_CKNNA:
-        files.append(f"{RESULTS}/{dataset}/convergence.h5")
+        names.append("convergence")
     if HAS_REGIME_METRICS:
-        files.append(f"{RESULTS}/{dataset}/regimes.h5")
-    return files
+        names.append("regimes")
+    return expand(DATASET_FILE, dataset=dataset, name=names)
 
 
 def answers_inputs(wildcards):
     inputs = []
     for dataset in GRID:
         inputs += dataset_analysis_files(dataset) + dataset_figures(dataset)
-        inputs += [f"{RESULTS}/{dataset}/{metric}.h5" for metric in METRICS]
-        inputs += [f"{RESULTS}/{dataset}/figures/{metric}.png" for metric in METRICS]
+        inputs += expand(METRIC_FILE, dataset=dataset, metric=METRICS)
+        inputs += expand(METRIC_FIGURE, dataset=dataset, metric=METRICS)
     return inputs
 
 
@@ -82,7 +80,7 @@ def answers_config():
 def analysis_targets():
     if not ANALYSIS["enabled"]:
         return []
-    targets = [f"{RESULTS}/answers.html", f"{RESULTS}/answers.json"]
+    targets = [ANSWERS_PAGE, ANSWERS_JSON]
     for dataset in GRID:
         targets += dataset_analysis_files(dataset) + dataset_figures(dataset)
     return targets
@@ -90,16 +88,16 @@ def analysis_targets():
 
 rule performance:
     input:
-        structures=analysis_file("structures.h5"),
+        structures=STRUCTURES,
         embeddings=embedding_files,
     output:
-        analysis_file("performance.h5"),
+        pattern(DATASET_FILE, name="performance"),
     params:
         seed=config["seed"],
     log:
-        f"{RESULTS}/logs/analysis/{{dataset}}/performance.log",
+        f"{LOGS}/analysis/{{dataset}}/performance.log",
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{dataset}}/performance.tsv"
+        f"{BENCHMARKS}/analysis/{{dataset}}/performance.tsv"
     conda:
         "../envs/study.yaml"
     threads: 1
@@ -114,12 +112,12 @@ rule performance:
 
 rule probes:
     input:
-        structures=analysis_file("structures.h5"),
+        structures=STRUCTURES,
         embeddings=embedding_files,
     output:
-        data=analysis_file("probes.h5"),
+        data=pattern(DATASET_FILE, name="probes"),
         figure=report(
-            analysis_file("figures/probes.png"),
+            pattern(FIGURE, name="probes"),
             caption="../report/probes.rst",
             category="Answers",
             subcategory="{dataset}",
@@ -128,9 +126,9 @@ rule probes:
     params:
         seed=config["seed"],
     log:
-        f"{RESULTS}/logs/analysis/{{dataset}}/probes.log",
+        f"{LOGS}/analysis/{{dataset}}/probes.log",
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{dataset}}/probes.tsv"
+        f"{BENCHMARKS}/analysis/{{dataset}}/probes.tsv"
     conda:
         "../envs/study.yaml"
     threads: 1
@@ -145,12 +143,12 @@ rule probes:
 
 rule transfer:
     input:
-        structures=analysis_file("structures.h5"),
+        structures=STRUCTURES,
         embeddings=embedding_files,
     output:
-        data=analysis_file("transfer.h5"),
+        data=pattern(DATASET_FILE, name="transfer"),
         figure=report(
-            analysis_file("figures/probe_transfer.png"),
+            pattern(FIGURE, name="probe_transfer"),
             caption="../report/transfer.rst",
             category="Answers",
             subcategory="{dataset}",
@@ -160,9 +158,9 @@ rule transfer:
         prop=transfer_property_arg,
         seed=config["seed"],
     log:
-        f"{RESULTS}/logs/analysis/{{dataset}}/transfer.log",
+        f"{LOGS}/analysis/{{dataset}}/transfer.log",
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{dataset}}/transfer.tsv"
+        f"{BENCHMARKS}/analysis/{{dataset}}/transfer.tsv"
     conda:
         "../envs/study.yaml"
     threads: 1
@@ -177,12 +175,12 @@ rule transfer:
 
 rule convergence:
     input:
-        performance=analysis_file("performance.h5"),
-        cknna=analysis_file("cknna.h5"),
+        performance=pattern(DATASET_FILE, name="performance"),
+        cknna=pattern(METRIC_FILE, metric="cknna"),
     output:
-        data=analysis_file("convergence.h5"),
+        data=pattern(DATASET_FILE, name="convergence"),
         figure=report(
-            analysis_file("figures/convergence.png"),
+            pattern(FIGURE, name="convergence"),
             caption="../report/convergence.rst",
             category="Answers",
             subcategory="{dataset}",
@@ -192,9 +190,9 @@ rule convergence:
         reference=reference_arg,
         seed=config["seed"],
     log:
-        f"{RESULTS}/logs/analysis/{{dataset}}/convergence.log",
+        f"{LOGS}/analysis/{{dataset}}/convergence.log",
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{dataset}}/convergence.tsv"
+        f"{BENCHMARKS}/analysis/{{dataset}}/convergence.tsv"
     conda:
         "../envs/study.yaml"
     threads: 1
@@ -209,21 +207,21 @@ rule convergence:
 
 rule regimes:
     input:
-        intrinsic_dim=analysis_file("intrinsic_dim.h5"),
-        ii=analysis_file("information_imbalance.h5"),
-        cknna=analysis_file("cknna.h5"),
+        intrinsic_dim=pattern(METRIC_FILE, metric="intrinsic_dim"),
+        ii=pattern(METRIC_FILE, metric="information_imbalance"),
+        cknna=pattern(METRIC_FILE, metric="cknna"),
     output:
-        data=analysis_file("regimes.h5"),
+        data=pattern(DATASET_FILE, name="regimes"),
         # not figures/intrinsic_dim.png: that is plot_metric's bar chart of the metric file
         figure_id=report(
-            analysis_file("figures/intrinsic_dim_regimes.png"),
+            pattern(FIGURE, name="intrinsic_dim_regimes"),
             caption="../report/regimes.rst",
             category="Answers",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "intrinsic dimension by regime"},
         ),
         figure_ii=report(
-            analysis_file("figures/ii_plane.png"),
+            pattern(FIGURE, name="ii_plane"),
             caption="../report/ii_plane.rst",
             category="Answers",
             subcategory="{dataset}",
@@ -233,9 +231,9 @@ rule regimes:
         kind=lambda wc: DATASET_KINDS[wc.dataset],
         domains=domains_arg,
     log:
-        f"{RESULTS}/logs/analysis/{{dataset}}/regimes.log",
+        f"{LOGS}/analysis/{{dataset}}/regimes.log",
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{dataset}}/regimes.tsv"
+        f"{BENCHMARKS}/analysis/{{dataset}}/regimes.tsv"
     conda:
         "../envs/study.yaml"
     threads: 1
@@ -252,11 +250,11 @@ rule regimes:
 
 rule maps:
     input:
-        structures=analysis_file("structures.h5"),
+        structures=STRUCTURES,
         embeddings=embedding_files,
     output:
         report(
-            analysis_file("figures/maps_{property}.png"),
+            pattern(FIGURE, name="maps_{property}"),
             caption="../report/maps.rst",
             category="Answers",
             subcategory="{dataset}",
@@ -266,9 +264,9 @@ rule maps:
         preprocessing=config["metrics"]["preprocessing"],
         seed=config["seed"],
     log:
-        f"{RESULTS}/logs/analysis/{{dataset}}/maps_{{property}}.log",
+        f"{LOGS}/analysis/{{dataset}}/maps_{{property}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{dataset}}/maps_{{property}}.tsv"
+        f"{BENCHMARKS}/analysis/{{dataset}}/maps_{{property}}.tsv"
     conda:
         "../envs/study.yaml"
     threads: 1
@@ -284,19 +282,19 @@ rule maps:
 
 rule tree:
     input:
-        analysis_file("cknna.h5"),
+        pattern(METRIC_FILE, metric="cknna"),
     output:
         report(
-            analysis_file("figures/tree.png"),
+            pattern(FIGURE, name="tree"),
             caption="../report/tree.rst",
             category="Answers",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "model tree"},
         ),
     log:
-        f"{RESULTS}/logs/analysis/{{dataset}}/tree.log",
+        f"{LOGS}/analysis/{{dataset}}/tree.log",
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/{{dataset}}/tree.tsv"
+        f"{BENCHMARKS}/analysis/{{dataset}}/tree.tsv"
     conda:
         "../envs/study.yaml"
     threads: 1
@@ -313,20 +311,20 @@ rule answers:
         answers_inputs,
     output:
         html=report(
-            f"{RESULTS}/answers.html",
+            ANSWERS_PAGE,
             caption="../report/answers.rst",
             category="Answers",
             subcategory="all datasets",
             labels={"page": "the paper's claims, tested"},
         ),
-        json=f"{RESULTS}/answers.json",
+        json=ANSWERS_JSON,
     params:
         config=answers_config(),
         results=RESULTS,
     log:
-        f"{RESULTS}/logs/analysis/answers.log",
+        f"{LOGS}/analysis/answers.log",
     benchmark:
-        f"{RESULTS}/benchmarks/analysis/answers.tsv"
+        f"{BENCHMARKS}/analysis/answers.tsv"
     conda:
         "../envs/study.yaml"
     threads: 1

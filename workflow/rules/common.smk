@@ -1,12 +1,12 @@
-# Input functions, the (model x dataset) grid and paths. Checked before any job starts.
+# The study's paths, the (model x dataset) grid and input functions. The config is checked
+# while the Snakefile is read; checkpoints, data and a GPU for `device: cuda` just before the
+# first job (onstart below), so a dry run shows the grid anywhere.
 import json
-import os
-import re
 import shlex
 import sys
 from pathlib import Path
 
-from snakemake.settings.types import DeploymentMethod
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from matteralign.config import (
     ConfigError,
@@ -17,14 +17,37 @@ from matteralign.config import (
     resolve_device,
     study_grid,
 )
-from matteralign.metrics import PER_MODEL_METRICS
 from matteralign.models import registered_models
 
 BASE = Path(workflow.basedir)
 SRC = BASE / "src"
 RESULTS = config["results"]
+# Every file of the study, once: rules match these patterns, input functions and `expand`
+# fill them in (see `pattern` for a pattern with some wildcards fixed).
+STRUCTURES = f"{RESULTS}/{{dataset}}/structures.h5"
+IDS = f"{RESULTS}/{{dataset}}/ids.txt"
+EMBEDDING = f"{RESULTS}/{{dataset}}/embeddings/{{model}}.h5"
+#: a dataset's metric files (cknna.h5, ...) and its analysis files (performance.h5, ...)
+DATASET_FILE = f"{RESULTS}/{{dataset}}/{{name}}.h5"
+#: a dataset's figures: one per metric file, and the analysis figures
+FIGURE = f"{RESULTS}/{{dataset}}/figures/{{name}}.png"
+SUMMARY = f"{RESULTS}/summary.tsv"
+LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+
+
+def pattern(template, **wildcards):
+    """``template`` with the given wildcards filled in and the others left for the rule."""
+    (path,) = expand(template, allow_missing=True, **wildcards)
+    return path
+
+
+METRIC_FILE = pattern(DATASET_FILE, name="{metric}")
+METRIC_FIGURE = pattern(FIGURE, name="{metric}")
 # `--sdm conda` (e.g. from profiles/slurm) always wins: the rules' conda directives then
-# provide each family's environment, whatever envs.mode says.
+# provide each family's environment, whatever envs.mode says. (`deployment_settings` and, in
+# onstart, `executor_plugin` are the workflow's members that snakemake-interface-executor-plugins
+# declares: the versioned interface, not Snakemake's internals.)
 LOCAL_ENVS = (
     config["envs"]["mode"] == "local"
     and DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method
@@ -33,46 +56,32 @@ ENV_PREFIX = Path(config["envs"]["prefix"])
 if not ENV_PREFIX.is_absolute():
     ENV_PREFIX = BASE / ENV_PREFIX
 
-# A real run needs every checkpoint and dataset before any job starts; a dry run shows the grid
-# anyway (e.g. the paper's study on a login node without the data) and lists what is missing.
-# (the executor, which knows, is set up after the Snakefile is read: look at the command line)
-DRY_RUN = bool(workflow.dryrun) or any(
-    arg in ("--dry-run", "--dryrun")
-    or (arg.startswith("-") and not arg.startswith("--") and arg[1:].isalpha() and "n" in arg)
-    for arg in sys.argv[1:]
-)
-
-
-def jobs_run_here():
-    """False when an executor submits the jobs to other machines (e.g. SLURM, named with
-    --executor/-e or by a --profile's `executor:`), or inside such a job: a GPU is then
-    needed on the nodes, not on the machine that reads the Snakefile."""
-    if workflow.remote_exec:
-        return False
-    argv = sys.argv[1:]
-    executors = [b for a, b in zip(argv, argv[1:]) if a in ("--executor", "-e")]
-    executors += [a.split("=", 1)[1] for a in argv if a.startswith("--executor=")]
-    profiles = [b for a, b in zip(argv, argv[1:]) if a == "--profile"]
-    profiles += [a.split("=", 1)[1] for a in argv if a.startswith("--profile=")]
-    if os.environ.get("SNAKEMAKE_PROFILE"):
-        profiles.append(os.environ["SNAKEMAKE_PROFILE"])
-    for profile in profiles:
-        path = Path(profile) / "config.yaml"
-        text = path.read_text() if path.is_file() else ""
-        executors += re.findall(r"^executor:\s*([\w-]+)", text, re.M)
-    return all(e in ("local", "dryrun", "touch") for e in executors)
-
-
 try:
-    check_config(config, base=Path.cwd(), check_inputs=not DRY_RUN)
-    DEVICE_PROBLEMS = device_problems(config, local_jobs=jobs_run_here(), local_envs=LOCAL_ENVS)
-    if DEVICE_PROBLEMS and not DRY_RUN:
-        raise ConfigError(DEVICE_PROBLEMS[0])
+    check_config(config, base=Path.cwd(), check_inputs=False)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
-if DRY_RUN:
-    for problem in input_problems(config, base=Path.cwd()) + DEVICE_PROBLEMS:
-        logger.warning(f"dry run only, a real run would stop here: {problem}")
+# What a real run needs besides a valid config: every checkpoint and dataset here, and torch
+# that can use a GPU for `device: cuda`. Listed now (a dry run, e.g. of the paper's study on a
+# login node without the data, goes on); a real run stops at onstart, before its first job.
+INPUT_PROBLEMS = input_problems(config, base=Path.cwd())
+for problem in INPUT_PROBLEMS + device_problems(config, local_envs=LOCAL_ENVS):
+    logger.warning(f"a dry run goes on, a real run would stop here: {problem}")
+
+
+def stop_unless_runnable():
+    """Refuse a real run whose inputs are missing, or `device: cuda` where its jobs cannot
+    use a GPU: with a local executor torch here must see one; a cluster executor's jobs run on
+    other machines, so only the local family envs' torch builds are checked. Onstart runs
+    only in real runs, in the main process (dry runs and the executor's jobs skip it)."""
+    local_jobs = workflow.executor_plugin.common_settings.local_exec
+    problems = INPUT_PROBLEMS + device_problems(config, local_jobs=local_jobs,
+                                                local_envs=LOCAL_ENVS)
+    if problems:
+        raise WorkflowError(f"invalid configuration: {problems[0]}")
+
+
+onstart:
+    stop_unless_runnable()
 
 GRID = study_grid(config)
 MODELS = registered_models()
@@ -114,17 +123,14 @@ def model_python(wildcards):
 
 
 def embedding_inputs(wildcards):
-    inputs = {"structures": f"{RESULTS}/{wildcards.dataset}/structures.h5"}
+    inputs = {"structures": pattern(STRUCTURES, dataset=wildcards.dataset)}
     if LOCAL_ENVS:
         inputs["env"] = env_marker(family_of(wildcards.model))
     return inputs
 
 
 def embedding_files(wildcards):
-    return expand(
-        "{results}/{dataset}/embeddings/{model}.h5",
-        results=RESULTS, dataset=wildcards.dataset, model=GRID[wildcards.dataset],
-    )
+    return expand(EMBEDDING, dataset=wildcards.dataset, model=GRID[wildcards.dataset])
 
 
 def weights_arg(wildcards):
@@ -156,10 +162,10 @@ def batch_arg(wildcards):
 
 
 def all_targets():
-    targets = [f"{RESULTS}/summary.tsv"]
+    targets = [SUMMARY]
     for dataset, models in GRID.items():
-        targets += expand("{r}/{d}/embeddings/{m}.h5", r=RESULTS, d=dataset, m=models)
-        targets += expand("{r}/{d}/{metric}.h5", r=RESULTS, d=dataset, metric=METRICS)
-        targets += expand("{r}/{d}/figures/{metric}.png", r=RESULTS, d=dataset, metric=METRICS)
+        targets += expand(EMBEDDING, dataset=dataset, model=models)
+        targets += expand(METRIC_FILE, dataset=dataset, metric=METRICS)
+        targets += expand(METRIC_FIGURE, dataset=dataset, metric=METRICS)
     return targets
 

@@ -3,8 +3,8 @@
 
 rule prepare_dataset:
     output:
-        structures=f"{RESULTS}/{{dataset}}/structures.h5",
-        ids=f"{RESULTS}/{{dataset}}/ids.txt",
+        structures=STRUCTURES,
+        ids=IDS,
     params:
         n=lambda wc: config["datasets"][wc.dataset]["n"],
         seed=config["seed"],
@@ -12,9 +12,9 @@ rule prepare_dataset:
             json.dumps(config["datasets"][wc.dataset].get("options", {}), sort_keys=True)
         ),
     log:
-        f"{RESULTS}/logs/prepare/{{dataset}}.log",
+        f"{LOGS}/prepare/{{dataset}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/prepare/{{dataset}}.tsv"
+        f"{BENCHMARKS}/prepare/{{dataset}}.tsv"
     conda:
         "../envs/study.yaml"
     threads: 1

@@ -6,7 +6,7 @@ rule embed:
     input:
         unpack(embedding_inputs),
     output:
-        f"{RESULTS}/{{dataset}}/embeddings/{{model}}.h5",
+        EMBEDDING,
     params:
         python=model_python,
         weights=weights_arg,
@@ -14,9 +14,9 @@ rule embed:
         options=options_arg,
         device=DEVICE,
     log:
-        f"{RESULTS}/logs/embed/{{dataset}}/{{model}}.log",
+        f"{LOGS}/embed/{{dataset}}/{{model}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/embed/{{dataset}}/{{model}}.tsv"
+        f"{BENCHMARKS}/embed/{{dataset}}/{{model}}.tsv"
     conda:
         lambda wc: env_file(family_of(wc.model))
     threads: 2

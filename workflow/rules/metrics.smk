@@ -6,7 +6,7 @@ rule align:
     input:
         embedding_files,
     output:
-        expand(f"{RESULTS}/{{{{dataset}}}}/{{metric}}.h5", metric=METRICS),
+        expand(METRIC_FILE, metric=METRICS, allow_missing=True),
     params:
         outs=lambda wc, output: " ".join(
             shlex.quote(f"{m}={p}") for m, p in zip(METRICS, output)
@@ -18,9 +18,9 @@ rule align:
         seed=config["seed"],
         device="" if DEVICE == "cpu" else f"--device {DEVICE}",
     log:
-        f"{RESULTS}/logs/align/{{dataset}}.log",
+        f"{LOGS}/align/{{dataset}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/align/{{dataset}}.tsv"
+        f"{BENCHMARKS}/align/{{dataset}}.tsv"
     conda:
         "../envs/study.yaml"
     threads: 2

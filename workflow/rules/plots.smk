@@ -1,12 +1,13 @@
-# One figure per metric file, registered in the report with a caption.
+# One figure per metric file, registered in the report with its caption from the metric table.
+from matteralign.metrics import SPECS
 
 
 rule plot_metric:
     input:
-        f"{RESULTS}/{{dataset}}/{{metric}}.h5",
+        METRIC_FILE,
     output:
         report(
-            f"{RESULTS}/{{dataset}}/figures/{{metric}}.png",
+            METRIC_FIGURE,
             caption="../report/metric.rst",
             category="Alignment",
             subcategory="{dataset}",
@@ -14,8 +15,10 @@ rule plot_metric:
         ),
     params:
         cluster="" if config["plots"]["cluster"] else "--no-cluster",
+        # read by the report's caption template (report/metric.rst)
+        caption=lambda wc: SPECS[wc.metric].caption,
     log:
-        f"{RESULTS}/logs/plots/{{dataset}}/{{metric}}.log",
+        f"{LOGS}/plots/{{dataset}}/{{metric}}.log",
     conda:
         "../envs/study.yaml"
     threads: 1

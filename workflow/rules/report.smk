@@ -5,18 +5,18 @@
 
 rule summary:
     input:
-        embeddings=lambda wc: [
-            f"{RESULTS}/{d}/embeddings/{m}.h5" for d, models in GRID.items() for m in models
+        embeddings=[
+            path for d, models in GRID.items() for path in expand(EMBEDDING, dataset=d, model=models)
         ],
-        metrics=lambda wc: [f"{RESULTS}/{d}/{m}.h5" for d in GRID for m in METRICS],
+        metrics=expand(METRIC_FILE, dataset=list(GRID), metric=METRICS),
     output:
         report(
-            f"{RESULTS}/summary.tsv",
+            SUMMARY,
             caption="../report/summary.rst",
             category="Provenance",
         ),
     log:
-        f"{RESULTS}/logs/summary.log",
+        f"{LOGS}/summary.log",
     conda:
         "../envs/study.yaml"
     threads: 1

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from matteralign.analysis.study import AlignmentError, common_valid, load_study
-from matteralign.io import MetricFile, write_metric
+from matteralign.io import MetricFile, attr_flag, write_metric
 from matteralign.provenance import provenance
 
 __all__ = ["AlignmentError", "align_dataset", "common_valid"]
@@ -26,7 +26,7 @@ def align_dataset(
 ) -> dict[str, MetricFile]:
     """Compute every metric in ``outputs`` (metric -> path) over all models at once."""
     from matteralign.analysis.calibration import calibration_entries
-    from matteralign.metrics import METRIC_INFO, PER_MODEL_METRICS, pairwise
+    from matteralign.metrics import SPECS, pairwise
 
     study = load_study(embedding_paths, preprocessing, min_rows=max(k + 2, 4))
     files, mask, n_used, names = study.files, study.mask, study.n_used, study.names
@@ -46,7 +46,7 @@ def align_dataset(
         "modalities": [str(f.attrs.get("modality", "")) for f in files],
         "families": [str(f.attrs.get("family", "")) for f in files],
         "weights": [str(f.attrs.get("weights", "")) for f in files],
-        "random_init": [str(bool(f.attrs.get("random_init", False))) for f in files],
+        "random_init": [bool(attr_flag(f.attrs.get("random_init"))) for f in files],
         **provenance(("scipy",)),
     }
     written = {}
@@ -56,7 +56,8 @@ def align_dataset(
             raise AlignmentError(f"pairwise returned models in another order for {metric}")
         extra = {key.split("/", 1)[1]: arr[0] for key, arr in results.items()
                  if key.startswith(f"{metric}/")}
-        per_model = metric in PER_MODEL_METRICS
+        spec = SPECS[metric]
+        per_model = spec.per_model
         calibration: dict[str, str] = {}
         if not per_model and bootstrap > 0 and permutations > 0:
             calibrated, calibration = calibration_entries(metric, value, extra, permutations)
@@ -66,9 +67,8 @@ def align_dataset(
             matrix=None if per_model else value,
             values=value if per_model else None,
             extra=extra,
-            attrs={**common, "symmetric": str(bool(METRIC_INFO[metric]["symmetric"])),
-                   "higher_is_aligned": str(METRIC_INFO[metric]["higher_is_aligned"]),
-                   **calibration},
+            attrs={**common, "symmetric": spec.symmetric,
+                   "higher_is_aligned": spec.higher_is_aligned, **calibration},
         )
         write_metric(path, result)
         written[metric] = result

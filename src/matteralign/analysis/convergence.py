@@ -18,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from matteralign.errors import InputError
 from matteralign.io import (
     atomic_h5,
+    attr_flag,
+    attr_flags,
     load_verified,
     read_metric,
     read_strings,
@@ -142,7 +145,7 @@ def convergence(models: Sequence[str], mae: np.ndarray, matrix: np.ndarray,
         if not reference:
             notes.append("no non-control model has a finite MAE, so there is no reference")
     elif reference not in models:
-        raise ValueError(f"analysis.reference: model {reference!r} is not in this metric "
+        raise InputError(f"analysis.reference: model {reference!r} is not in this metric "
                          f"file; set it to one of {models} (or leave it empty for the most "
                          "accurate model)")
     sym = symmetrised(matrix)
@@ -203,19 +206,18 @@ def write_convergence(performance_path: str | os.PathLike[str],
     """
     metric = read_metric(metric_path)
     if metric.matrix is None:
-        raise ValueError(f"{metric_path}: convergence needs a pairwise metric file (cknna.h5), "
+        raise InputError(f"{metric_path}: convergence needs a pairwise metric file (cknna.h5), "
                          f"not the per-model {metric.metric!r}")
     performance, probe_units = _performance(performance_path)
     models = metric.models
-    flags = list(metric.attrs.get("random_init", []))
-    random_init = [i < len(flags) and flags[i] == "True" for i in range(len(models))]
+    random_init = attr_flags(metric.attrs.get("random_init"), len(models))
     control = [str(performance[m]["control"]) if m in performance else _control_of(m, r)
                for m, r in zip(models, random_init, strict=True)]
     energy = np.array([performance.get(m, {}).get("energy_mae", np.nan) for m in models], float)
     measure = "energy_mae" if np.isfinite(energy).any() else "probe_mae"
     mae = energy if measure == "energy_mae" else np.array(
         [performance.get(m, {}).get("probe_mae", np.nan) for m in models], float)
-    higher = metric.attrs.get("higher_is_aligned", "True") != "False"
+    higher = attr_flag(metric.attrs.get("higher_is_aligned")) is not False
     result = convergence(models, mae, metric.matrix, reference or None, seed, n_boot,
                          controls=[c != "" for c in control], higher_is_aligned=higher)
     missing = sorted(set(models) - set(performance))

@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from matteralign.io import MetricFile, load_verified, read_metric, read_strings
+from matteralign.io import (
+    MetricFile,
+    attr_flag,
+    attr_flags,
+    load_verified,
+    read_metric,
+    read_strings,
+)
 
 AGREES, DISAGREES, INCONCLUSIVE, MIXED = "agrees", "disagrees", "inconclusive", "mixed"
 UNTESTABLE = "cannot be tested here"
@@ -123,9 +130,8 @@ class DatasetResults:
         metric = self.first_metric
         if metric is None:
             return {}
-        flags = list(metric.attrs.get("random_init", []))
-        return {m: control_of(m, i < len(flags) and flags[i] == "True")
-                for i, m in enumerate(metric.models)}
+        random_init = attr_flags(metric.attrs.get("random_init"), len(metric.models))
+        return {m: control_of(m, r) for m, r in zip(metric.models, random_init, strict=True)}
 
     def trained(self) -> list[str]:
         control = self.control()
@@ -188,7 +194,7 @@ def _entry(metric: MetricFile, name: str, i: int, j: int) -> float:
 
 
 def higher_is_aligned(metric: MetricFile) -> bool:
-    return str(metric.attrs.get("higher_is_aligned", "True")) != "False"
+    return attr_flag(metric.attrs.get("higher_is_aligned")) is not False
 
 
 def upper_bound(metric: MetricFile) -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from matteralign.analysis.preprocess import preprocess
+from matteralign.errors import InputError
 from matteralign.io import read_embeddings
 
 
@@ -66,7 +67,7 @@ def read_property(structures: str | os.PathLike[str], name: str) -> tuple[list[s
     prefix = "properties/"
     available = sorted(key[len(prefix):] for key in data if key.startswith(prefix))
     if name not in available:
-        raise ValueError(f"--property {name!r}: not in {structures}; choose one of "
+        raise InputError(f"--property {name!r}: not in {structures}; choose one of "
                          f"{available}")
     ids = read_strings(require(data, "ids", structures))
     return ids, data[prefix + name].astype(np.float64)
@@ -88,7 +89,7 @@ def model_maps(structures: str | os.PathLike[str],
         emb = read_embeddings(path)
         missing = [s for s in emb.ids if s not in row_of]
         if missing:
-            raise ValueError(f"{path}: {len(missing)} structures (e.g. {missing[0]!r}) are not "
+            raise InputError(f"{path}: {len(missing)} structures (e.g. {missing[0]!r}) are not "
                              f"in {structures}; rebuild the embedding from it")
         valid = emb.valid & np.isfinite(emb.embeddings).all(axis=1)
         x = preprocess(emb.embeddings[valid], preprocessing)

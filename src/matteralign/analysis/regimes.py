@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from matteralign.errors import InputError
 from matteralign.io import (
     MetricFile,
     atomic_h5,
+    attr_flags,
     load_verified,
     read_metric,
     read_strings,
@@ -91,11 +93,11 @@ def regimes(dataset_kind: str, alignment: MetricFile, intrinsic_dim: MetricFile,
             domains_overrides: Mapping[str, Sequence[str]] | None = None) -> Regimes:
     """Regime of every model of ``alignment`` (CKNNA) and the per-regime summary."""
     models = alignment.models
-    flags = list(alignment.attrs.get("random_init", []))
-    labels = [regime(m, dataset_kind, i < len(flags) and flags[i] == "True", domains_overrides)
-              for i, m in enumerate(models)]
+    random_init = attr_flags(alignment.attrs.get("random_init"), len(models))
+    labels = [regime(m, dataset_kind, r, domains_overrides)
+              for m, r in zip(models, random_init, strict=True)]
     if intrinsic_dim.values is None or information_imbalance.matrix is None:
-        raise ValueError("regimes: --intrinsic-dim needs the per-model intrinsic_dim.h5 and "
+        raise InputError("regimes: --intrinsic-dim needs the per-model intrinsic_dim.h5 and "
                          "--ii the pairwise information_imbalance.h5")
     ids = _aligned(intrinsic_dim.values, intrinsic_dim.models, models)
     ci = {key: _aligned(intrinsic_dim.extra[key], intrinsic_dim.models, models)
@@ -131,10 +133,10 @@ def read_domains(value: str | None) -> dict[str, list[str]] | None:
     try:
         domains = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"analysis.domains: not valid JSON ({err.msg}); give an object such "
+        raise InputError(f"analysis.domains: not valid JSON ({err.msg}); give an object such "
                          'as {"minimol": ["molecules"]}') from None
     if not isinstance(domains, dict) or not all(isinstance(v, list) for v in domains.values()):
-        raise ValueError('analysis.domains: expected an object model -> list of dataset kinds, '
+        raise InputError('analysis.domains: expected an object model -> list of dataset kinds, '
                          'e.g. {"minimol": ["molecules"]}')
     return {str(k): [str(x) for x in v] for k, v in domains.items()}
 
@@ -147,7 +149,7 @@ def write_regimes(dataset_kind: str, intrinsic_dim_path: str | os.PathLike[str],
     """regimes.h5 (layout in STUDY_SPEC / docs/formats.md) and its two figures."""
     alignment = read_metric(metric_path)
     if alignment.matrix is None:
-        raise ValueError(f"{metric_path}: --metric-file needs a pairwise metric (cknna.h5)")
+        raise InputError(f"{metric_path}: --metric-file needs a pairwise metric (cknna.h5)")
     result = regimes(dataset_kind, alignment, read_metric(intrinsic_dim_path),
                      read_metric(ii_path), domains_overrides)
     attrs = {

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from matteralign.analysis.ridge import min_rows
+from matteralign.errors import InputError, MissingInputError
 from matteralign.io import EmbeddingFile, read_embeddings
 
 
@@ -51,7 +52,7 @@ class StudyInputs:
     def values(self, name: str) -> np.ndarray:
         """A property's values, or ValueError naming ``--property`` and the choices."""
         if name not in self.properties:
-            raise ValueError(f"property {name!r} is not in dataset {self.dataset!r}; set "
+            raise InputError(f"property {name!r} is not in dataset {self.dataset!r}; set "
                              f"--property to one of {list(self.properties)}")
         return self.properties[name]
 
@@ -78,10 +79,10 @@ def load_inputs(structures_path: str | os.PathLike[str],
 
     missing = [str(p) for p in [structures_path, *embedding_paths] if not Path(p).exists()]
     if missing:
-        raise FileNotFoundError(f"missing inputs: {missing}; build them first (snakemake "
+        raise MissingInputError(f"missing inputs: {missing}; build them first (snakemake "
                                 "schedules the prepare and embed rules)")
     if not embedding_paths:
-        raise ValueError("no embedding files given: pass at least one to --embeddings")
+        raise InputError("no embedding files given: pass at least one to --embeddings")
     attrs = read_structure_attrs(structures_path)
     records = read_structures(structures_path)
     ids = [r.id for r in records]
@@ -89,15 +90,15 @@ def load_inputs(structures_path: str | os.PathLike[str],
     digest = str(attrs.get("dataset_sha256", ""))
     for path, f in zip(embedding_paths, files, strict=True):
         if f.ids != ids:
-            raise ValueError(f"{path} ({f.model!r}) lists other structures than "
+            raise InputError(f"{path} ({f.model!r}) lists other structures than "
                              f"{structures_path}; re-embed it from that structures file")
         theirs = str(f.attrs.get("dataset_sha256", ""))
         if digest and theirs and theirs != digest:
-            raise ValueError(f"{path} ({f.model!r}) was embedded from another version of "
+            raise InputError(f"{path} ({f.model!r}) was embedded from another version of "
                              f"{structures_path} (dataset_sha256 differs); re-embed it")
     names = [f.model for f in files]
     if len(set(names)) != len(names):
-        raise ValueError(f"two embedding files name the same model: {names}")
+        raise InputError(f"two embedding files name the same model: {names}")
 
     numbers = [r.atoms.numbers if r.atoms is not None else np.zeros(0, int) for r in records]
     elements = sorted({int(z) for row in numbers for z in row})
@@ -136,7 +137,7 @@ def usable_rows_or_raise(inputs: StudyInputs, index: int, folds: int) -> np.ndar
     """Rows model ``index`` embedded; ValueError when too few for a ``folds``-fold probe."""
     usable = inputs.usable(index)
     if usable.sum() < min_rows(folds):
-        raise ValueError(
+        raise InputError(
             f"model {inputs.models[index]!r} embedded only {int(usable.sum())} of "
             f"{len(usable)} structures of {inputs.dataset!r}; a {folds}-fold probe needs at "
             f"least {min_rows(folds)}. Check the `errors` dataset of its embedding file, or "

@@ -32,6 +32,7 @@ from matteralign.analysis.ridge import (
     shuffle_rank,
 )
 from matteralign.analysis.study_inputs import StudyInputs, load_inputs, progress
+from matteralign.errors import InputError
 from matteralign.io import read_columns, write_columns
 from matteralign.provenance import provenance
 
@@ -111,7 +112,7 @@ def probe_transfer(embeddings: Sequence[np.ndarray], usable: Sequence[np.ndarray
             train, test = rows & training, rows & ~training
             if train.sum() < min_rows(folds) or test.sum() < 2:
                 pair = names[a] if a == b else f"{names[a]} and {names[b]}"
-                raise ValueError(
+                raise InputError(
                     f"{pair}: only {int(train.sum())} training and {int(test.sum())} test "
                     f"structures with the property are embedded by both; the transfer needs "
                     f"at least {min_rows(folds)} and 2. Drop the model or choose another "
@@ -146,7 +147,7 @@ def default_property(inputs: StudyInputs) -> str:
     for name, values in inputs.properties.items():
         if np.isfinite(values).any() and np.ptp(values[np.isfinite(values)]) > 0:
             return name
-    raise ValueError(f"dataset {inputs.dataset!r} has no property with values to probe")
+    raise InputError(f"dataset {inputs.dataset!r} has no property with values to probe")
 
 
 def transfer(inputs: StudyInputs, prop: str | None, seed: int,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from matteralign.datasets.base import subsample
+from matteralign.errors import InputError
 from matteralign.records import Record
 
 if TYPE_CHECKING:
@@ -175,6 +176,6 @@ def load_seeded(
         more = f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""
         warnings.warn(f"{name}: skipped {len(skipped)} entries: {listing}{more}", stacklevel=3)
     if len(records) < n:
-        raise ValueError(f"asked for n={n} {name} proteins but only {len(records)} of "
+        raise InputError(f"asked for n={n} {name} proteins but only {len(records)} of "
                          f"{len(keys)} entries have a readable protein chain")
     return records

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from matteralign.errors import MatterAlignError
+from matteralign.errors import InputError, MatterAlignError
 from matteralign.records import Record
 from matteralign.registry import Registry
 
@@ -70,7 +70,7 @@ def subsample(total: int, n: int, seed: int) -> np.ndarray:
     until ``n`` structures pass, while staying deterministic.
     """
     if n > total:
-        raise ValueError(f"asked for n={n} structures but the dataset has only {total}")
+        raise InputError(f"asked for n={n} structures but the dataset has only {total}")
     return np.random.default_rng(seed).permutation(total)
 
 

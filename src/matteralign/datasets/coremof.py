@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from matteralign.datasets.base import Dataset, DatasetUnavailable, register_dataset, subsample
+from matteralign.errors import InputError
 from matteralign.records import Record
 
 if TYPE_CHECKING:
@@ -373,7 +374,7 @@ class CoreMOF(Dataset):
                 f"coremof: skipped {len(self.skipped)} unreadable CIFs: {listing}", stacklevel=2
             )
         if len(records) < n:
-            raise ValueError(
+            raise InputError(
                 f"asked for n={n} CoRE MOF {self.subset} structures but only {len(records)} of "
                 f"{len(names)} have <= {self.max_atoms} atoms and parse; raise max_atoms"
             )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from matteralign.datasets.base import Dataset, DatasetUnavailable, register_dataset, subsample
+from matteralign.errors import InputError
 from matteralign.records import Record
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ class AseLmdbDataset(Dataset):
             warnings.warn(f"{self.name}: skipped {len(self.skipped)} rows: {listing}",
                           stacklevel=2)
         if len(records) < n:
-            raise ValueError(f"asked for n={n} {self.name} structures but only {len(records)} "
+            raise InputError(f"asked for n={n} {self.name} structures but only {len(records)} "
                              f"of {len(index)} rows are usable")
         return records
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from matteralign.datasets.base import Dataset, DatasetUnavailable, register_dataset, subsample
+from matteralign.errors import InputError
 from matteralign.records import Record
 
 if TYPE_CHECKING:
@@ -201,7 +202,7 @@ class QM9(Dataset):
                 stacklevel=2,
             )
         if len(records) < n:
-            raise ValueError(
+            raise InputError(
                 f"asked for n={n} QM9 molecules but only {len(records)} of {len(table)} parse"
             )
         return records

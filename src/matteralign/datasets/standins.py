@@ -28,6 +28,7 @@ import numpy as np
 
 from matteralign.datasets.base import Dataset, DatasetUnavailable, register_dataset, subsample
 from matteralign.datasets.lmdb import crystal_text, molecule_text
+from matteralign.errors import InputError
 from matteralign.records import Record
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def _walk(dataset: _Generated, n: int, seed: int, make: Callable[[int], Record])
         listing = "; ".join(f"{rid} ({why})" for rid, why in dataset.skipped[:20])
         warnings.warn(f"{dataset.name}: skipped {len(dataset.skipped)}: {listing}", stacklevel=3)
     if len(records) < n:
-        raise ValueError(f"asked for n={n} {dataset.name} structures but only {len(records)} "
+        raise InputError(f"asked for n={n} {dataset.name} structures but only {len(records)} "
                          f"of {dataset.size()} could be generated")
     return records
 

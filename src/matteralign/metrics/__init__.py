@@ -1,7 +1,8 @@
-"""Alignment metrics between embeddings of the same N structures (matteralign issue 4).
+"""Alignment metrics between embeddings of the same N structures.
 
-Pure functions on numpy arrays or torch tensors; results are float64.  See
-docs/metrics.md for definitions, references, the tie rule and the precision strategy.
+Pure functions on numpy arrays or torch tensors; results are float64. Every metric is one row
+of ``spec.METRICS``. See docs/metrics.md for definitions, references, the tie rule and the
+precision strategy.
 """
 
 from ._backend import clear_workspace
@@ -9,13 +10,16 @@ from .distance import dcor
 from .intrinsic_dim import twonn_id
 from .kernel import cka, cknna, mutual_knn
 from .neighbours import information_imbalance
-from .pairwise import ALIASES, METRIC_INFO, PAIRWISE_METRICS, PER_MODEL_METRICS, pairwise
+from .pairwise import METRIC_INFO, PAIRWISE_METRICS, PER_MODEL_METRICS, pairwise
+from .spec import ALIASES, SPECS, MetricSpec
 
 __all__ = [
     "ALIASES",
     "METRIC_INFO",
     "PAIRWISE_METRICS",
     "PER_MODEL_METRICS",
+    "SPECS",
+    "MetricSpec",
     "cka",
     "clear_workspace",
     "cknna",

@@ -2,14 +2,14 @@
 
 One pass per row keeps the k best entries in a small sorted buffer: an entry enters only if
 it is strictly larger than the current k-th, so among equal values the lower column index
-stays — exactly the documented tie rule (docs/metrics.md, "Ties"), with no second pass.
-At N = 2,500 this is 1.8x torch.topk and 5x numpy's argpartition on two cores, and it hands
-back the values with the indices.  Without numba, ``topk_rows`` is None and the caller falls
-back to a partial selection plus an explicit tie pass.
+stays — exactly the documented tie rule (docs/metrics.md, "Ties"), with no second pass, and
+the values come back with the indices (timings: docs/metrics.md, "Complexity and memory").
+Without numba, ``topk_rows`` is None and the caller falls back to a partial selection plus an
+explicit tie pass.
 
 The list kernels use that every row of a kNN list holds exactly k sorted neighbours: the
 intersection of two lists is a merge per row, and "is (j, i) in the list" a binary search
-in row j — instead of global searches over N·k keys (3x faster at N = 2,500).
+in row j, instead of global searches over N·k keys.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """All pairs of models for all metrics in one streamed pass, plus bootstrap and permutation.
 
 Every model's kNN lists, nearest neighbours and distance moments are computed once (one
-pass over row blocks, see ``_engine``) and shared by all pairs and metrics.
+pass over row blocks, see ``_engine``) and shared by all pairs and metrics; what is gathered
+and how each metric follows from it is the metric's row in ``spec.METRICS``.
 """
 
 from __future__ import annotations
@@ -12,78 +13,18 @@ from typing import Any
 import numpy as np
 
 from ._backend import Array, Backend, backend_for
-from ._engine import Needs, run_engine
-from .distance import dcor_from_dcov, dcov_matrix
-from .intrinsic_dim import twonn_from_distances
-from .kernel import (
-    CkaStats,
-    cka_from_hsic,
-    cknna_from_lists,
-    hsic_feature,
-    mutual_entries,
-    mutual_knn_from_lists,
-    self_hsic,
-)
-from .neighbours import ii_matrix
+from ._engine import run_engine
+from .spec import ALIASES, METRICS, SPECS, Inputs, engine_needs
 
-PAIRWISE_METRICS: tuple[str, ...] = (
-    "cknna",
-    "mutual_knn",
-    "cka",
-    "dcor",
-    "information_imbalance",
-)
-PER_MODEL_METRICS: tuple[str, ...] = ("intrinsic_dim",)
+PAIRWISE_METRICS: tuple[str, ...] = tuple(s.name for s in METRICS if not s.per_model)
+PER_MODEL_METRICS: tuple[str, ...] = tuple(s.name for s in METRICS if s.per_model)
 
 #: caption material for plots/reports.  ``higher_is_aligned`` says which direction means
 #: "more similar" (False for the information imbalance, where 0 = fully informative).
 METRIC_INFO: dict[str, dict[str, Any]] = {
-    "cknna": {
-        "description": "CKNNA: CKA restricted to mutual k-nearest neighbours (Huh et al. 2024)",
-        # kNN masks are asymmetric, so CKNNA(X,Y) != CKNNA(Y,X) in the last digits
-        "symmetric": False,
-        "higher_is_aligned": True,
-        "range": (-1.0, 1.0),
-    },
-    "mutual_knn": {
-        "description": "Mutual k-NN: mean fraction of shared k nearest neighbours",
-        "symmetric": True,
-        "higher_is_aligned": True,
-        "range": (0.0, 1.0),
-    },
-    "cka": {
-        "description": "Linear CKA (Kornblith et al. 2019)",
-        "symmetric": True,
-        "higher_is_aligned": True,
-        "range": (0.0, 1.0),
-    },
-    "dcor": {
-        "description": "Distance correlation, Euclidean (Székely et al. 2007)",
-        "symmetric": True,
-        "higher_is_aligned": True,
-        "range": (0.0, 1.0),
-    },
-    "information_imbalance": {
-        "description": "Information imbalance Δ(row → column) (Glielmo et al. 2022); "
-        "0 = row model predicts column model's neighbours, 1 = no information",
-        "symmetric": False,
-        "higher_is_aligned": False,
-        "range": (0.0, 2.0),
-    },
-    "intrinsic_dim": {
-        "description": "TwoNN intrinsic dimension (Facco et al. 2017)",
-        "symmetric": True,  # per-model: no direction
-        "higher_is_aligned": None,
-        "range": (0.0, float("inf")),
-    },
-}
-
-ALIASES = {
-    "ii": "information_imbalance",
-    "mknn": "mutual_knn",
-    "twonn": "intrinsic_dim",
-    "twonn_id": "intrinsic_dim",
-    "id": "intrinsic_dim",
+    s.name: {"description": s.description, "symmetric": s.symmetric,
+             "higher_is_aligned": s.higher_is_aligned, "range": s.range}
+    for s in METRICS
 }
 
 
@@ -91,8 +32,8 @@ def _canonical(metrics: Iterable[str]) -> list[str]:
     out: list[str] = []
     for name in metrics:
         canon = ALIASES.get(name, name)
-        if canon not in METRIC_INFO:
-            raise ValueError(f"unknown metric {name!r}; known: {sorted(METRIC_INFO)}")
+        if canon not in SPECS:
+            raise ValueError(f"unknown metric {name!r}; known: {sorted(SPECS)}")
         if canon not in out:
             out.append(canon)
     return out
@@ -105,95 +46,18 @@ def _compute(
     k: int,
     opts: dict[str, Any],
 ) -> dict[str, np.ndarray]:
-    m_models = len(data)
+    """Every metric of ``metrics`` from one engine pass, through the table's ``compute``."""
     n = int(data[0].shape[0])
-    needs = Needs(
-        knn="cknna" in metrics or "mutual_knn" in metrics,
-        nn="information_imbalance" in metrics or "intrinsic_dim" in metrics,
-        ii="information_imbalance" in metrics,
-        dcor="dcor" in metrics,
-    )
-    if ("cknna" in metrics or opts["cka_unbiased"] or opts["dcor_unbiased"]) and n < 4:
+    needs = engine_needs(list(metrics))
+    too_few = any(n < SPECS[m].min_n for m in metrics)
+    if n < 4 and (too_few or opts["cka_unbiased"] or opts["dcor_unbiased"]):
         raise ValueError("these metrics need N >= 4")
-    out: dict[str, np.ndarray] = {}
+    res = None
     if needs.knn or needs.nn or needs.dcor:
-        res = run_engine(
-            be,
-            data,
-            needs,
-            k=k,
-            block_size=opts["block_size"],
-            memory_budget=opts["memory_budget"],
-        )
-        if "cknna" in metrics:
-            keys, vals = res.knn_keys, res.knn_vals
-            mutual = [mutual_entries(be, n, key) for key in keys]
-            selfs = [self_hsic(be, n, keys[i], vals[i], mutual[i]) for i in range(m_models)]
-            mat = np.eye(m_models)
-            for i in range(m_models):
-                mat[i, i] = cknna_from_lists(
-                    be,
-                    n,
-                    keys[i],
-                    vals[i],
-                    keys[i],
-                    vals[i],
-                    selfs[i],
-                    selfs[i],
-                    opts["cknna_eps"],
-                    mutual[i],
-                    mutual[i],
-                )[0]
-                for j in range(i + 1, m_models):
-                    # one intersection gives both orientations (CKNNA is not symmetric)
-                    mat[i, j], mat[j, i] = cknna_from_lists(
-                        be,
-                        n,
-                        keys[i],
-                        vals[i],
-                        keys[j],
-                        vals[j],
-                        selfs[i],
-                        selfs[j],
-                        opts["cknna_eps"],
-                        mutual[i],
-                        mutual[j],
-                    )
-            out["cknna"] = mat
-        if "mutual_knn" in metrics:
-            mat = np.ones((m_models, m_models))
-            for i in range(m_models):
-                for j in range(i + 1, m_models):
-                    mat[i, j] = mat[j, i] = mutual_knn_from_lists(
-                        be, n, k, res.knn_keys[i], res.knn_keys[j]
-                    )
-            out["mutual_knn"] = mat
-        if "dcor" in metrics:
-            out["dcor"] = dcor_from_dcov(
-                dcov_matrix(res, opts["dcor_unbiased"]), opts["dcor_unbiased"]
-            )
-        if "information_imbalance" in metrics:
-            out["information_imbalance"] = ii_matrix(res)
-        if "intrinsic_dim" in metrics:
-            out["intrinsic_dim"] = np.array(
-                [
-                    twonn_from_distances(r, opts["twonn_estimator"], opts["twonn_discard"])
-                    for r in res.r12
-                ]
-            )
-    if "cka" in metrics:
-        stats = [CkaStats(be, x) for x in data]
-        unb = opts["cka_unbiased"]
-        selfs_c = [hsic_feature(s, s, unb) for s in stats]
-        mat = np.eye(m_models)
-        for i in range(m_models):
-            mat[i, i] = cka_from_hsic(selfs_c[i], selfs_c[i], selfs_c[i])
-            for j in range(i + 1, m_models):
-                mat[i, j] = mat[j, i] = cka_from_hsic(
-                    hsic_feature(stats[i], stats[j], unb), selfs_c[i], selfs_c[j]
-                )
-        out["cka"] = mat
-    return out
+        res = run_engine(be, data, needs, k=k, block_size=opts["block_size"],
+                         memory_budget=opts["memory_budget"])
+    inputs = Inputs(be=be, data=data, res=res, n=n, k=k, opts=opts)
+    return {name: SPECS[name].compute(inputs) for name in metrics}
 
 
 def pairwise(
@@ -307,7 +171,7 @@ def pairwise(
             result[f"{name}/ci_high"] = (obs + np.nanpercentile(dev, hi, axis=0), names)
             std = np.nanstd(stack, axis=0, ddof=1) if bootstrap > 1 else np.full_like(obs, np.nan)
             result[f"{name}/boot_std"] = (std, names)
-    pair_names = [name for name in wanted if name in PAIRWISE_METRICS]
+    pair_names = [name for name in wanted if not SPECS[name].per_model]
     if permutations > 0 and pair_names:
         nulls = {name: [] for name in pair_names}
         for _ in range(permutations):
@@ -320,7 +184,7 @@ def pairwise(
         for name in pair_names:
             stack = np.stack(nulls[name])
             obs = values[name]
-            if METRIC_INFO[name]["higher_is_aligned"]:
+            if SPECS[name].higher_is_aligned:
                 as_aligned = (stack >= obs[None]).sum(0)
                 threshold = np.percentile(stack, 95.0, axis=0)
             else:

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from matteralign.io import MetricFile, atomic_path, read_metric
+from matteralign.io import MetricFile, atomic_path, attr_flag, attr_flags, read_metric
+from matteralign.metrics.spec import METRICS, SPECS
 
 #: Okabe–Ito colours: distinguishable with the common colour-vision deficiencies
 MODALITY_COLOURS = {
@@ -21,25 +22,19 @@ MODALITY_COLOURS = {
 #: how entries not above chance are marked on heatmaps
 NOT_ABOVE_CHANCE_HATCH = "////"
 
-TITLES = {
-    "cknna": "CKNNA",
-    "mutual_knn": "mutual k-NN",
-    "cka": "linear CKA",
-    "dcor": "distance correlation",
-    "information_imbalance": "information imbalance Δ(row → column)",
-    "intrinsic_dim": "TwoNN intrinsic dimension",
-}
+#: metric -> its name in figure titles (the metric table's ``title``)
+TITLES = {spec.name: spec.title for spec in METRICS}
 
 
 def _labels(result: MetricFile) -> list[str]:
     """Model names, with the controls marked: "(random-init)" or "(baseline)"."""
     from matteralign.models.domains import TRAINING_DOMAINS
 
-    flags = result.attrs.get("random_init", [])
+    random_init = attr_flags(result.attrs.get("random_init"), len(result.models))
     labels = []
     for i, m in enumerate(result.models):
         domain = TRAINING_DOMAINS.get(m)
-        if i < len(flags) and flags[i] == "True":
+        if random_init[i]:
             labels.append(f"{m} (random-init)")
         elif domain is not None and domain.baseline:
             labels.append(f"{m} (baseline)")
@@ -50,7 +45,8 @@ def _labels(result: MetricFile) -> list[str]:
 
 def _title(result: MetricFile) -> str:
     attrs = result.attrs
-    params = f"k={attrs['k']}, " if result.metric in ("cknna", "mutual_knn") else ""
+    spec = SPECS.get(result.metric)
+    params = f"k={attrs['k']}, " if spec is not None and spec.uses_k else ""
     return (f"{TITLES.get(result.metric, result.metric)} on {attrs.get('dataset', '?')} "
             f"({params}N={attrs.get('n_used', '?')}, {attrs.get('preprocessing', '?')})")
 
@@ -116,8 +112,8 @@ def plot_metric(path: str | os.PathLike[str], output: str | os.PathLike[str],
             return
         matrix = np.asarray(result.matrix, dtype=np.float64)
         frame = pd.DataFrame(matrix, index=labels, columns=labels)
-        symmetric = result.attrs.get("symmetric", "True") == "True"
-        lower_is_aligned = result.attrs.get("higher_is_aligned") == "False"
+        symmetric = attr_flag(result.attrs.get("symmetric")) is not False
+        lower_is_aligned = attr_flag(result.attrs.get("higher_is_aligned")) is False
         linkage = _linkage(matrix, lower_is_aligned) if cluster and len(labels) > 2 else None
         off = matrix[~np.eye(len(labels), dtype=bool)]
         off = off[np.isfinite(off)]
