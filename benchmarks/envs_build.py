@@ -5,7 +5,8 @@ Prints the wall time of each pass, each family's build time and the disk both pa
 repository root with the driver environment:
 
     PYTHONPATH=src .venv/bin/python benchmarks/envs_build.py --out /tmp/envbench --jobs 2
-    ... --families chgnet sevenn   # a subset (e.g. without the two that compile PyG)
+    ... --families chgnet sevenn   # a subset
+    ... --compiled ~/.cache/uv-compiled-wheels   # start with the PyG wheels already compiled
 """
 
 import argparse
@@ -35,11 +36,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="scratch folder (emptied)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--families", nargs="*", help="default: every family")
+    parser.add_argument("--compiled", type=Path,
+                        help="a compiled-wheels folder to start from (the torch-scatter and "
+                             "torch-sparse compiles then do not count)")
     args = parser.parse_args()
     files = [f for f in family_env_files("workflow/envs")
              if not args.families or f.stem in args.families]
     shutil.rmtree(args.out, ignore_errors=True)
     cache, cold, warm = args.out / "uv-cache", args.out / "cold", args.out / "warm"
+    if args.compiled:
+        shutil.copytree(args.compiled, args.out / "uv-cache-compiled-wheels")
     print(f"{len(files)} families, {args.jobs} at a time: {' '.join(f.stem for f in files)}")
     for name, root in (("cold cache", cold), ("warm cache", warm)):
         wall = build_pass([f.stem for f in files], root, cache, args.jobs)

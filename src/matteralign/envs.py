@@ -361,6 +361,7 @@ def build_all(envs_dir: str | Path, root: str | Path, jobs: int = 1, log=print,
 
     from concurrent.futures import ThreadPoolExecutor
 
+    uv_binary()  # found once, before the threads start
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(one, f) for f in files]
     errors = [f.exception() for f in futures if f.exception() is not None]

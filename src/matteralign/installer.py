@@ -15,6 +15,7 @@ filesystem: elsewhere the files are copied, with a one-line notice.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -43,8 +44,12 @@ class UvMissing(MatterAlignError, RuntimeError):
     """uv is not installed where the builder looks for it."""
 
 
+@functools.cache
 def uv_binary() -> Path:
-    """The uv executable: the one the ``uv`` wheel installed into this Python, else PATH."""
+    """The uv executable: the one the ``uv`` wheel installed into this Python, else PATH.
+
+    Cached: the wheel's finder reads ``sysconfig``, whose first use is not thread-safe, and
+    :func:`matteralign.envs.build_all` builds from several threads."""
     try:
         from uv import find_uv_bin
 
@@ -95,6 +100,12 @@ class UvSettings:
     link_mode: str
     pip: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def compiled_wheels(self) -> Path:
+        """Where post-deploy scripts keep the wheels they compile (uv caches no build made
+        without build isolation): beside the cache, shared like it."""
+        return self.cache.with_name(f"{self.cache.name}-compiled-wheels")
+
     def config_toml(self) -> str:
         """A uv.toml with pip's sources (TOML strings written as JSON strings)."""
         lines = [f"cache-dir = {json.dumps(str(self.cache))}",
@@ -112,11 +123,13 @@ class UvSettings:
 
     def environ(self, config_file: Path) -> dict[str, str]:
         """Variables for uv and the post-deploy scripts: the config file, constraints, the
-        certificate bundle pip trusts, no interpreter downloads, a long cache-lock wait."""
+        certificate bundle pip trusts, no interpreter downloads, a long cache-lock wait, and
+        the folder of compiled wheels."""
         env = {"UV_CONFIG_FILE": str(config_file), "UV_PYTHON_DOWNLOADS": "never",
                "UV_NO_PROGRESS": "1",
                # a build waiting for a wheel another one compiles (minutes on 2 cores)
                "UV_LOCK_TIMEOUT": str(LOCK_TIMEOUT_S)}
+        env["MATTERALIGN_WHEELS"] = str(self.compiled_wheels)
         if self.pip.get("constraint"):
             env["UV_CONSTRAINT"] = self.pip["constraint"]
         if self.pip.get("cert"):

@@ -2,9 +2,9 @@
 # Post-deploy step of workflow/envs/mattergen.yaml (run by Snakemake under --sdm conda and by
 # `matteralign env build`, with the environment's bin first on PATH).
 # 1. torch-scatter and torch-sparse ship only sdists for torch 2.13: both are compiled against
-#    the env's torch (no build isolation, so the builds see that torch). uv builds the two
-#    side by side and keeps the wheels in its cache: a second build reuses them (equiformer's
-#    torch-scatter too); torch-sparse's setup uses ninja with MAX_JOBS parallel compiles.
+#    the env's torch (no build isolation, so the builds see that torch), side by side, once:
+#    the wheels are kept (equiformer's torch-scatter is the same one). torch-sparse's setup
+#    uses ninja with MAX_JOBS parallel compiles.
 # 2. mattergen 1.0.3 declares a CUDA torch 2.2.1: installed without its declared dependencies.
 # 3. Its wheel lacks the package data GemNetT's constructor reads (common/gemnet/gemnet-dT.json:
 #    the GemNet-dT scaling factors MatterGen's models start from, as in github.com/microsoft/
@@ -13,7 +13,23 @@ set -euo pipefail
 export MAX_JOBS="${MAX_JOBS:-2}"
 # `matteralign env build` puts uv on PATH, set up for its shared cache; a conda env has pip
 pip_install() { if command -v uv >/dev/null; then uv pip install --quiet "$@"; else python -m pip install --quiet "$@"; fi; }
-pip_install --no-deps --no-build-isolation torch-scatter==2.1.2 torch-sparse==0.6.18
+# compiled against this env's torch at most once: `matteralign env build` keeps the wheels in
+# $MATTERALIGN_WHEELS (beside its uv cache); a conda env compiles into a temporary folder
+wheels="${MATTERALIGN_WHEELS:-$(mktemp -d)}/torch-$(python -c 'import torch; print(torch.__version__)')"
+mkdir -p "$wheels"
+compiled() {  # PKG==VER: build its wheel into $wheels unless there; one build at a time
+  (flock 9; ls "$wheels/${1/==/-}-"*.whl >/dev/null 2>&1 && exit 0
+   rm -rf "$wheels/.partial-$1"
+   python -m pip wheel --quiet --no-deps --no-build-isolation -w "$wheels/.partial-$1" "$1"
+   mv "$wheels/.partial-$1"/*.whl "$wheels/" && rmdir "$wheels/.partial-$1") 9>"$wheels/.$1.lock"
+}
+compiled torch_scatter==2.1.2 &
+scatter=$!
+compiled torch_sparse==0.6.18 &
+sparse=$!
+wait "$scatter"
+wait "$sparse"
+pip_install --no-deps "$wheels"/torch_scatter-2.1.2-*.whl "$wheels"/torch_sparse-0.6.18-*.whl
 pip_install --no-deps mattergen==1.0.3
 package="$(python -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("mattergen").origin))')"
 cat > "$package/common/gemnet/gemnet-dT.json" <<'JSON'
