@@ -51,6 +51,8 @@ MARKER = "matteralign-env.json"
 #: a copy of the marker that no workflow rule names as an output: proof of ownership after
 #: Snakemake deleted the marker before rerunning a build
 MARKER_COPY = ".matteralign-env.json"
+#: installs source-only packages compiled against an env's torch, each compile kept
+COMPILED_INSTALL = Path(__file__).with_name("compiled-install.sh")
 #: written first into a folder being built, removed after the marker: a half-built env
 BUILDING = ".matteralign-building"
 
@@ -274,9 +276,11 @@ def _build(spec: EnvSpec, prefix: Path, log, cache: Path | None = None) -> None:
         config.write_text(uv.config_toml())
         reqs = Path(tmp) / "requirements.txt"
         reqs.write_text("\n".join(spec.pip) + "\n")
-        # uv on PATH for the post-deploy script, which then installs from the same cache
+        # uv on PATH for the post-deploy script, which then installs from the same cache,
+        # and compiled-install for what must be compiled against the env's torch
         (Path(tmp) / "bin").mkdir()
         (Path(tmp) / "bin" / "uv").symlink_to(uv.uv)
+        (Path(tmp) / "bin" / "compiled-install").symlink_to(COMPILED_INSTALL)
         env = {**os.environ, **uv.environ(config), "VIRTUAL_ENV": str(prefix),
                "CONDA_PREFIX": str(prefix),
                "PATH": os.pathsep.join([str(prefix / "bin"), str(Path(tmp) / "bin"),

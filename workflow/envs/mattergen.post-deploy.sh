@@ -13,23 +13,9 @@ set -euo pipefail
 export MAX_JOBS="${MAX_JOBS:-2}"
 # `matteralign env build` puts uv on PATH, set up for its shared cache; a conda env has pip
 pip_install() { if command -v uv >/dev/null; then uv pip install --quiet "$@"; else python -m pip install --quiet "$@"; fi; }
-# compiled against this env's torch at most once: `matteralign env build` keeps the wheels in
-# $MATTERALIGN_WHEELS (beside its uv cache); a conda env compiles into a temporary folder
-wheels="${MATTERALIGN_WHEELS:-$(mktemp -d)}/torch-$(python -c 'import torch; print(torch.__version__)')"
-mkdir -p "$wheels"
-compiled() {  # PKG==VER: build its wheel into $wheels unless there; one build at a time
-  (flock 9; ls "$wheels/${1/==/-}-"*.whl >/dev/null 2>&1 && exit 0
-   rm -rf "$wheels/.partial-$1"
-   python -m pip wheel --quiet --no-deps --no-build-isolation -w "$wheels/.partial-$1" "$1"
-   mv "$wheels/.partial-$1"/*.whl "$wheels/" && rmdir "$wheels/.partial-$1") 9>"$wheels/.$1.lock"
-}
-compiled torch_scatter==2.1.2 &
-scatter=$!
-compiled torch_sparse==0.6.18 &
-sparse=$!
-wait "$scatter"
-wait "$sparse"
-pip_install --no-deps "$wheels"/torch_scatter-2.1.2-*.whl "$wheels"/torch_sparse-0.6.18-*.whl
+# `matteralign env build` provides compiled-install (each compile kept, done once); conda: pip
+compiled_install() { if command -v compiled-install >/dev/null; then compiled-install "$@"; else python -m pip install --quiet --no-deps --no-build-isolation "$@"; fi; }
+compiled_install torch-scatter==2.1.2 torch-sparse==0.6.18
 pip_install --no-deps mattergen==1.0.3
 package="$(python -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("mattergen").origin))')"
 cat > "$package/common/gemnet/gemnet-dT.json" <<'JSON'
