@@ -41,8 +41,10 @@ study: setup
 report: setup
 	$(BIN)/snakemake --report results/report.html
 
+# TEST_JOBS workers, each taking whole test files (module and session fixtures run once)
+TEST_JOBS ?= 2
 test: envs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

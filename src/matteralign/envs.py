@@ -280,7 +280,9 @@ def _build(spec: EnvSpec, prefix: Path, log, cache: Path | None = None) -> None:
         # and compiled-install for what must be compiled against the env's torch
         (Path(tmp) / "bin").mkdir()
         (Path(tmp) / "bin" / "uv").symlink_to(uv.uv)
-        (Path(tmp) / "bin" / "compiled-install").symlink_to(COMPILED_INSTALL)
+        launcher = Path(tmp) / "bin" / "compiled-install"  # (package data loses its x bit)
+        launcher.write_text(f'#!/bin/sh\nexec bash "{COMPILED_INSTALL}" "$@"\n')
+        launcher.chmod(0o755)
         env = {**os.environ, **uv.environ(config), "VIRTUAL_ENV": str(prefix),
                "CONDA_PREFIX": str(prefix),
                "PATH": os.pathsep.join([str(prefix / "bin"), str(Path(tmp) / "bin"),
