@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from matteralign.errors import InputError, MatterAlignError, MissingInputError
+
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -89,11 +91,11 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     urls = re.findall(r"https://[^\s)`<]+", download)
     host = _unreachable_host(urls[0]) if urls else "the source"
     if host:
-        raise FileNotFoundError(f"{args.dataset}: no network connection ({host} unreachable), "
+        raise MissingInputError(f"{args.dataset}: no network connection ({host} unreachable), "
                                 f"so nothing was downloaded. {download} {where}")
     if args.dataset != "rcsb-pdb" or not args.ids:
         # the fairchem sets are gated or hundreds of GB: a person accepts the licence
-        raise FileNotFoundError(f"{args.dataset}: not downloaded automatically. {download} "
+        raise MissingInputError(f"{args.dataset}: not downloaded automatically. {download} "
                                 f"{where}")
     dest = Path(args.dest or f"data/{args.dataset}")
     dest.mkdir(parents=True, exist_ok=True)
@@ -132,14 +134,14 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
         return 0
     host = _unreachable_host(cls.weights_source)
     if host:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{args.model}: no network connection ({host} unreachable), so nothing was "
             f"downloaded. On a machine with internet run `matteralign weights fetch "
             f"{args.model}` and copy {dest}/{args.model}* here (same path), or download "
             f"{cls.weights_source} yourself and set models.{args.model}.weights to the file")
     python = Path(args.envs) / cls.family / "bin" / "python"
     if not python.exists():
-        raise FileNotFoundError(f"{python} missing: build the {cls.family} environment first "
+        raise MissingInputError(f"{python} missing: build the {cls.family} environment first "
                                 f"(matteralign env build workflow/envs/{cls.family}.yaml "
                                 f"--prefix {Path(args.envs) / cls.family})")
     proc = subprocess.run([str(python), "-m", "matteralign", "weights", "fetch", args.model,
@@ -147,7 +149,10 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
                           env={**os.environ,
                                "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     if proc.returncode != 0:
-        raise FileNotFoundError(f"{args.model}: download failed:\n{proc.stderr[-2000:]}")
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise MissingInputError(f"{args.model}: download failed ({last}); run the command "
+                                f"again, or download {cls.weights_source} yourself and set "
+                                f"models.{args.model}.weights to the file")
     path = Path(proc.stdout.strip().splitlines()[-1])
     print(f"{path}\nsha256 {sha256_file(path)}\nused by default from now on; pin it with "
           f"models.{args.model}.sha256 in the config")
@@ -183,9 +188,16 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_env_build(args: argparse.Namespace) -> int:
-    from matteralign.envs import build_env
+    from matteralign.envs import build_all, build_env
 
-    build_env(args.env_file, args.prefix)
+    if args.all == (args.env_file is not None):
+        raise SystemExit("matteralign env build: give one ENV_FILE (with --prefix) or --all")
+    if args.all:
+        build_all(args.envs_dir, args.root, jobs=args.jobs, cache=args.cache)
+    elif args.prefix is None:
+        raise SystemExit("matteralign env build ENV_FILE: --prefix is required")
+    else:
+        build_env(args.env_file, args.prefix, cache=args.cache)
     return 0
 
 
@@ -213,7 +225,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     missing = [p for p in [*args.embeddings, *args.metrics] if not Path(p).exists()]
     if missing:
-        raise FileNotFoundError(f"missing inputs: {missing}")
+        raise MissingInputError(f"missing inputs: {missing}")
     rows = write_summary(args.embeddings, args.out)
     print(f"summary of {len(rows)} embedding files -> {args.out}")
     return 0
@@ -251,7 +263,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def _require_files(*paths: str | os.PathLike[str]) -> None:
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
-        raise FileNotFoundError(f"missing input file(s): {missing}; build them first "
+        raise MissingInputError(f"missing input file(s): {missing}; build them first "
                                 "(snakemake names the rule that makes each)")
 
 
@@ -296,20 +308,20 @@ def cmd_maps(args: argparse.Namespace) -> int:
 
 def cmd_tree(args: argparse.Namespace) -> int:
     from matteralign.analysis.tree import model_tree
-    from matteralign.io import read_metric
+    from matteralign.io import attr_flags, read_metric
     from matteralign.models.domains import control_label
     from matteralign.plots.study import plot_tree
 
     _require_files(args.metric_file)
     metric = read_metric(args.metric_file)
-    if metric.matrix is None or metric.attrs.get("higher_is_aligned") != "True":
-        raise ValueError(f"{args.metric_file}: the tree needs a similarity matrix (cknna.h5, "
+    if metric.matrix is None or metric.attrs.get("higher_is_aligned") is not True:
+        raise InputError(f"{args.metric_file}: the tree needs a similarity matrix (cknna.h5, "
                          f"cka.h5, ...), not {metric.metric!r}")
     tree = model_tree(metric.models, metric.matrix)
-    flags = list(metric.attrs.get("random_init", []))
     controls = []
-    for i, model in enumerate(metric.models):
-        random_init = i < len(flags) and flags[i] == "True"
+    for model, random_init in zip(metric.models,
+                                  attr_flags(metric.attrs.get("random_init"), len(metric.models)),
+                                  strict=True):
         try:
             controls.append(control_label(model, random_init))
         except KeyError:
@@ -326,7 +338,7 @@ def cmd_answers(args: argparse.Namespace) -> int:
     from matteralign.analysis.answers import read_config_arg, write_answers
 
     if not Path(args.results).is_dir():
-        raise FileNotFoundError(f"--results {args.results}: no such folder; run the study "
+        raise MissingInputError(f"--results {args.results}: no such folder; run the study "
                                 "first (snakemake)")
     answers = write_answers(args.results, read_config_arg(args.config), args.out, args.json,
                             embed_figures=not args.no_embed)
@@ -412,8 +424,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("env", help="model-family environments")
     env_sub = p.add_subparsers(dest="env_command", required=True)
     b = env_sub.add_parser("build", help="build a venv from a conda env file's pip section")
-    b.add_argument("env_file")
-    b.add_argument("--prefix", required=True)
+    b.add_argument("env_file", nargs="?", help="a workflow/envs/{family}.yaml")
+    b.add_argument("--prefix", help="where to build ENV_FILE's environment")
+    b.add_argument("--all", action="store_true",
+                   help="build every family of --envs-dir under --root/{family}")
+    b.add_argument("--envs-dir", default="workflow/envs", help="env files (with --all)")
+    b.add_argument("--root", default=".envs", help="folder of the environments (with --all)")
+    b.add_argument("--jobs", type=int, default=1, help="families built at once (with --all)")
+    b.add_argument("--cache", default=None,
+                   help="uv cache shared by all families (default: UV_CACHE_DIR, else uv's "
+                        "own); on the envs' filesystem for hard links")
     b.set_defaults(func=cmd_env_build)
 
     p = sub.add_parser("align", help="all metrics over all models of one dataset")
@@ -501,16 +521,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; a problem the user can fix (every :class:`MatterAlignError`, a missing
-    or unreadable file, a bad value) is printed as ``matteralign CMD: error: ...`` and exits 2,
-    without a traceback."""
-    from matteralign.errors import MatterAlignError
+#: what a command raises for a problem the user can fix, told in one line: every
+#: MatterAlignError, and the builtin errors some model adapters still raise for known failures
+#: (a pickled checkpoint, an unknown dataset kind) and the OS raises for unreadable files
+USER_ERRORS = (MatterAlignError, OSError, ValueError, KeyError)
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; a problem the user can fix (:data:`USER_ERRORS`) is printed as
+    ``matteralign CMD: error: ...`` and exits 2, without a traceback."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (MatterAlignError, OSError, ValueError, KeyError) as err:
+    except USER_ERRORS as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"matteralign {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -37,8 +37,8 @@ from matteralign.io import (
     write_embeddings,
 )
 from matteralign.models import ModelAdapter, get_model
-from matteralign.models.base import check_weights_pin
 from matteralign.models.geometry import geometry_problem
+from matteralign.models.weights import check_weights_pin
 from matteralign.provenance import provenance
 from matteralign.records import Record
 
@@ -138,7 +138,7 @@ def _batches(adapter: ModelAdapter, records: Sequence[Record], rows: Sequence[in
              batch_size: int) -> list[list[int]]:
     """Consecutive batches of at most ``batch_size`` structures and, for 3D models, at most
     ``max_batch_atoms`` atoms (a larger structure goes alone)."""
-    limit = getattr(adapter, "max_batch_atoms", None) or MAX_BATCH_ATOMS
+    limit = adapter.max_batch_atoms or MAX_BATCH_ATOMS
     batches: list[list[int]] = []
     current: list[int] = []
     atoms = 0
@@ -157,17 +157,14 @@ def _batches(adapter: ModelAdapter, records: Sequence[Record], rows: Sequence[in
 def input_problems(adapter: ModelAdapter, records: Sequence[Record]) -> list[str]:
     """Why ``adapter`` cannot take each record ("" where it can): for 3D models first the
     shared :func:`geometry_problem` (over the atoms the model reads: all of them, unless the
-    adapter names them with a ``geometry_atoms(atoms) -> indices`` method), then its own
-    ``check``; a ``check`` that raises masks that structure with the error instead of ending
-    the job."""
-    narrow = getattr(adapter, "geometry_atoms", None)
+    adapter's ``geometry_atoms`` names them), then its own ``check``; a ``check`` that raises
+    masks that structure with the error instead of ending the job."""
     reasons = []
     for record in records:
         reason = None
         if adapter.modality == "atoms" and record.atoms is not None:
             try:
-                reason = geometry_problem(record.atoms,
-                                          narrow(record.atoms) if narrow else None)
+                reason = geometry_problem(record.atoms, adapter.geometry_atoms(record.atoms))
             except Exception as err:  # noqa: BLE001 - masked with its reason
                 reason = f"geometry check failed: {_error(err)}"
         if not reason:
@@ -329,7 +326,7 @@ def embed_dataset(
         "weights": adapter.weights_label(),
         "weights_sha256": weights_sha256,
         "options": options_json,
-        "random_init": adapter.weights_label() == "random-init",
+        "random_init": adapter.is_random_init,
         "layer": adapter.layer,
         "pooling": adapter.pooling,
         "license": adapter.license,

@@ -12,13 +12,8 @@ from matteralign.datasets.store import write_structures
 from matteralign.embed import embed_dataset
 from matteralign.io import sha256_file
 from matteralign.models import get_model
-from matteralign.models.base import (
-    WeightsMismatch,
-    adapter_options,
-    check_weights_pin,
-    option_problem,
-    registered_models,
-)
+from matteralign.models.base import adapter_options, option_problem, registered_models
+from matteralign.models.weights import WeightsMismatch, check_weights_pin
 from matteralign.records import Record
 from tests.conftest import ROOT
 

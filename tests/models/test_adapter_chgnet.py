@@ -115,7 +115,7 @@ import json, numpy as np, torch
 from ase.build import bulk, molecule
 from pymatgen.io.ase import AseAtomsAdaptor
 from matteralign.models import get_model
-from matteralign.models.base import boxed
+from matteralign.models.geometry import boxed
 from matteralign.records import Record
 a = get_model("chgnet-0.3.0").load()
 model = a._model
@@ -180,7 +180,7 @@ from ase.build import bulk, molecule
 from chgnet.model import CHGNet
 from pymatgen.io.ase import AseAtomsAdaptor
 from matteralign.models import get_model
-from matteralign.models.base import boxed
+from matteralign.models.geometry import boxed
 from matteralign.records import Record
 records = [Record(id="Si", atoms=bulk("Si", "diamond", a=5.43)),
            Record(id="NaCl", atoms=bulk("NaCl", "rocksalt", a=5.64)),

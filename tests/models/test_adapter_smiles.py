@@ -178,7 +178,7 @@ loaded = local.embed_batch(records).embeddings
 import shutil
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
-from matteralign.models.smiles_lm import SMI_REGEX_PATTERN
+from matteralign.models.smiles import SMI_REGEX_PATTERN
 vocab = a._tokenizer.vocab
 tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
 tok.pre_tokenizer = pre_tokenizers.Split(Regex(SMI_REGEX_PATTERN), behavior="isolated")
@@ -272,7 +272,7 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 from matteralign.models import ModelUnavailable, get_model
-from matteralign.models.smiles_lm import SMI_REGEX_PATTERN
+from matteralign.models.smiles import SMI_REGEX_PATTERN
 from matteralign.records import Record
 directory = Path(DIRECTORY)
 source = directory.parent / "source" / "tinymol_code"  # the code, as a package

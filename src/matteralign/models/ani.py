@@ -1,48 +1,9 @@
-"""ANI (Smith et al. 2017, Chem. Sci.): ensembles of per-element MLPs ("atomic networks")
-reading Behler-Parrinello-style atomic environment vectors (AEVs); two models here.
-
-ANI-1x (Smith et al. 2018, J. Chem. Phys.): 8 networks on 384-d AEVs (5.2 A radial / 3.5 A
-angular cutoff), H, C, N, O, trained on ~5M wB97X/6-31G(d) conformers. The real ensemble
-ships inside the ``torchani==2.2.4`` wheel (``torchani/resources/ani-1x_8x/``, NeuroChem
-text/binary files: no pickle, so loading runs no code). torchani 2.2.4 finds that directory
-through an ``.info`` file the wheel ships empty (and then tries GitHub, or
-``~/.local/torchani``); the adapter needs neither: it builds the very same
-``BuiltinEnsemble`` that ``torchani.models.ANI1x()`` builds, from the shipped files directly
-(``neurochem.Constants``, ``load_sae``, ``load_model_ensemble``). Each element's MLP is
-384 -> 160 -> 128 -> 96 -> 1 (CELU).
-
-ANI-2x (Devereux et al. 2020, J. Chem. Theory Comput. 16, 4192): 8 networks on 1008-d AEVs
-for H, C, N, O, S, F, Cl, trained on wB97X/6-31G(d) data. Its weights do not ship (the
-wheel's ``ani-2x_8x`` files are 0-byte placeholders; torchani downloads them), so the
-adapter builds ANI-2x's real architecture as torchani defines it (the NeuroChem constants
-file ``rHCNOSFCl-5.1R_16-3.5A_a8-4.params``, reproduced by torchani >= 2.3's
-``AEVComputer.like_2x`` / ``ANINetworks.like_2x``): radial cutoff 5.1 A, eta 19.7, 16
-shifts from 0.8 A; angular cutoff 3.5 A, eta 12.5, zeta 14.1, 8 radial shifts from 0.8 A x
-4 angle sections; element networks 1008 -> (256, 192, 160) for H, (224, 192, 160) for C,
-(192, 160, 128) for N and O, (160, 128, 96) for S, F, Cl -> 1, CELU(alpha=0.1), as
-torchani 2.2.4 modules (``AEVComputer``, ``ANIModel``, ``Ensemble``, ``EnergyShifter``),
-with random (seeded) parameters by default, labelled ``random-init``, and
-
-- ``weights=DIR``: a NeuroChem ensemble directory in torchani's ``ani-2x_8x`` layout (the
-  .params and sae_linfit.dat files, train0..train7/networks/ANN-*.nnf: what torchani 2.2.4
-  downloads), read like ANI-1x's;
-- ``weights=FILE``: a ``state_dict`` of this adapter's module (``torch.save(
-  adapter._model.state_dict())``), read with ``torch.load(weights_only=True)``, strictly.
-
-Last hidden layer: each atom's AEV goes through its element's MLP; the embedding is the
-output of the last hidden layer (``net[:-1]``, after its CELU), averaged over the 8 members,
-then over the atoms. ANI-1x: 96-d for every element; the H, C, N and O networks are
-separate, so the 96 channels of different elements are not aligned by construction (they
-meet only in the shared linear read-out's training signal). ANI-2x: the last hidden layer
-is 160-d for H and C, 128-d for N and O, 96-d for S, F, Cl, so no channel is shared: each
-atom's features fill its element's block of an 864-d vector [H 160 | C 160 | N 128 | O 128
-| S 96 | F 96 | Cl 96] (zeros elsewhere), and the mean over atoms is the
-composition-weighted concatenation of the per-element means.
-
-Scope: molecules of the model's elements only (others are masked with the reason) and no
-periodic structures (trained on isolated molecules; masked). Energy (real weights only):
-the ensemble-mean total energy (self-atomic energies included) in eV.
-License: MIT (torchani code and the ANI-1x / ANI-2x parameters).
+"""ANI (torchani): ensembles of per-element MLPs on atomic environment vectors, for isolated
+molecules of their elements. ANI-1x is built from the NeuroChem files the torchani 2.2.4 wheel
+ships; ANI-2x (weights not shipped) is its real architecture at random init, or a NeuroChem
+folder / state_dict. The embedding is each element network's last hidden layer (member
+mean): shared channels for ANI-1x, per-element blocks for ANI-2x. Details and checks:
+docs/models.md.
 """
 
 from __future__ import annotations
@@ -55,17 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    cache_dir,
-    find_in_site_packages,
-    frozen,
-    mean_pool,
-    register_model,
-    structure_problem,
-)
+from matteralign.models.atoms import AtomsAdapter
+from matteralign.models.base import register_model
+from matteralign.models.torch_utils import frozen
+from matteralign.models.weights import RANDOM_INIT, cache_dir, find_in_site_packages
 from matteralign.records import Record
 
 ELEMENTS = {1: "H", 6: "C", 7: "N", 8: "O"}
@@ -75,19 +29,18 @@ ELEMENTS_2X = {1: "H", 6: "C", 7: "N", 8: "O", 16: "S", 9: "F", 17: "Cl"}
 HARTREE_TO_EV = 27.211386024367243
 
 
-class _ANIEnsemble(ModelAdapter):
+class _ANIEnsemble(AtomsAdapter):
     """An ensemble of per-element ANI networks; the embedding is each element network's last
     hidden layer (member mean), in shared channels or in per-element blocks."""
 
     family = "ani"
     #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
     weights_folder_ok = True
-    modality = "atoms"
     key_packages = ("torchani", "torch", "ase")
     requires_module = "torchani"
     batch_size = 64
     produces_energy = True
-    seed: ClassVar[int] = 0
+    partly_periodic_ok = True  # periodic structures of any kind are masked by check_atoms
     #: the model's elements (atomic number -> symbol) in its network order
     elements: ClassVar[dict[int, str]] = ELEMENTS
     label: ClassVar[str] = "ANI"
@@ -100,9 +53,7 @@ class _ANIEnsemble(ModelAdapter):
 
     def __init__(self, weights: str | None = None, device: str = "cpu",
                  max_atoms: int | None = None) -> None:
-        super().__init__(weights=weights, device=device)
-        self.max_atoms = max_atoms
-        self._model: Any = None
+        super().__init__(weights=weights, device=device, max_atoms=max_atoms)
         self._blocks: list[tuple[int, int]] = []
 
     def manifest(self, directory: Path) -> Path:
@@ -161,12 +112,7 @@ class _ANIEnsemble(ModelAdapter):
         offsets = np.concatenate([[0], np.cumsum(widths)[:-1]])
         return [(int(o), int(w)) for o, w in zip(offsets, widths, strict=True)]
 
-    def check(self, record: Record) -> str | None:
-        reason = super().check(record)
-        if reason:
-            return reason
-        atoms = record.atoms
-        assert atoms is not None
+    def check_atoms(self, atoms: Any) -> str | None:
         if atoms.pbc.any():
             return f"periodic structure: {self.label} takes isolated molecules only"
         other = sorted({s for z, s in zip(atoms.numbers, atoms.get_chemical_symbols(),
@@ -174,7 +120,7 @@ class _ANIEnsemble(ModelAdapter):
         if other:
             return (f"element(s) {','.join(other)} outside {self.label}'s "
                     f"{', '.join(self.elements.values())}")
-        return structure_problem(atoms, self.max_atoms, partly_periodic_ok=True)
+        return None
 
     def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-atom last-hidden-layer features (member mean) and ensemble energies (eV), with
@@ -219,11 +165,6 @@ class _ANIEnsemble(ModelAdapter):
         feats = [hidden[i, :n] for i, n in enumerate(counts)]
         return feats, energy.double().cpu().numpy() * HARTREE_TO_EV
 
-    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
-        feats, energy = self.atom_features(records)
-        embeddings = mean_pool(feats)
-        return EmbedOutput(embeddings, None if self.weights == RANDOM_INIT else energy)
-
 
 @register_model
 class ANI1x(_ANIEnsemble):
@@ -244,8 +185,8 @@ class ANI1x(_ANIEnsemble):
         """The NeuroChem ensemble directory: a local ``weights`` directory (same layout:
         the .params and sae_linfit.dat files and train0..train7/networks/ANN-*.nnf) or the
         wheel's ``torchani/resources/ani-1x_8x``."""
-        if self.weights and self.weights != RANDOM_INIT:
-            path = Path(self.weights)
+        if self.resolved.kind == "local":
+            path = Path(str(self.weights))
             return path if path.is_dir() else path.parent
         shipped = find_in_site_packages(self.weights_in_package or "")
         if shipped is None:
@@ -254,7 +195,7 @@ class ANI1x(_ANIEnsemble):
 
     def weights_path(self) -> Path | None:
         """The manifest of the whole ensemble directory (see :meth:`manifest`)."""
-        if self.weights == RANDOM_INIT:
+        if self.is_random_init:
             return None
         return self.manifest(self.ensemble_dir())
 
@@ -263,7 +204,7 @@ class ANI1x(_ANIEnsemble):
 
         torch.manual_seed(self.seed)
         model = self.from_neurochem(self.ensemble_dir())
-        if self.weights == RANDOM_INIT:
+        if self.is_random_init:
             # the same networks with fresh (seeded) parameters: PyTorch's default Linear init
             for module in model.neural_networks.modules():
                 if isinstance(module, torch.nn.Linear):
@@ -304,9 +245,9 @@ class ANI2x(_ANIEnsemble):
     weights_source = "https://github.com/aiqm/ani-model-zoo/archive/ani-2x.zip"
 
     def weights_path(self) -> Path | None:
-        if not self.weights or self.weights == RANDOM_INIT:
+        if self.is_random_init:
             return None
-        path = Path(self.weights)
+        path = Path(str(self.weights))
         return self.manifest(path) if path.is_dir() else path
 
     def fetch_weights(self, dest: Path) -> Path:
@@ -369,9 +310,9 @@ class ANI2x(_ANIEnsemble):
         import torch
 
         torch.manual_seed(self.seed)
-        if not self.weights or self.weights == RANDOM_INIT:
+        if self.is_random_init:
             model = self.build()
-        elif Path(self.weights).is_dir():
+        elif Path(str(self.weights)).is_dir():
             model = self.from_neurochem(Path(self.weights))
         else:
             state = torch.load(Path(self.weights), map_location="cpu", weights_only=True)
@@ -379,8 +320,3 @@ class ANI2x(_ANIEnsemble):
             model.load_state_dict(state, strict=True)
         self._model = frozen(model, self.device)
         self._blocks = self._layout()
-
-    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
-        feats, energy = self.atom_features(records)
-        random = not self.weights or self.weights == RANDOM_INIT
-        return EmbedOutput(mean_pool(feats), None if random else energy)

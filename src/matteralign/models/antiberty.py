@@ -1,47 +1,19 @@
-"""AntiBERTy (Ruffolo, Gray & Sulam 2021, arXiv:2112.07782, "Deciphering antibody affinity
-maturation with language models and weakly supervised learning"), an antibody language model.
-
-Weights: ``AntiBERTy_md_smooth``, shipped in the antiberty 0.1.3 wheel
-(``antiberty/trained_models/AntiBERTy_md_smooth/pytorch_model.bin`` + config.json, and the
-25-token ``vocab.txt``; antiberty 1.x no longer ships them). transformers 4.57 reads the .bin
-with ``torch.load(weights_only=True)``. License: MIT (LICENSE.MD of the wheel, Jeffrey
-Ruffolo).
-
-AntiBERTy is trained by masked language modelling (plus species/chain classification heads) on
-558M natural antibody sequences from the Observed Antibody Space, heavy and light chains
-only. For other proteins its representations are out of distribution: they are still the
-model's vectors, but a comparison with general protein models measures that mismatch too.
-
-Model: AntiBERTy's own ``AntiBERTy`` class (a transformers ``BertPreTrainedModel``: BERT
-encoder, 8 layers, hidden 512, 8 heads, 512 absolute positions). Tokens: one per residue
-(transformers' ``BertTokenizer`` with the shipped vocab on the space-separated sequence, as
-``AntiBERTyRunner`` does), ``[CLS]`` first and ``[SEP]`` last.
-
-Last hidden layer: ``bert`` ``last_hidden_state``, the output of the 8th transformer layer
-(BERT has no further norm; ``AntiBERTyRunner.embed``'s default ``hidden_layer=-1`` is the same
-tensor), mean-pooled over the residue tokens: [CLS], [SEP] and padding are excluded.
-Masked with the reason: sequences longer than the 510 residues the positions allow (not cut),
-and sequences with letters outside its 20-amino-acid vocabulary (X, B, Z, U, O would become
-[UNK], a token the model never learnt).
+"""AntiBERTy (antiberty 0.1.3 wheel, weights shipped): an antibody language model, BERT with
+one token per residue. The embedding is ``bert``'s last hidden state over the residues;
+sequences beyond its context or with letters outside its 20 amino acids are masked.
+Details: docs/models.md.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
-
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    find_in_site_packages,
-    frozen,
-    register_model,
-)
+from matteralign.models import hf
+from matteralign.models.base import EmbedOutput, ModelAdapter, register_model
+from matteralign.models.torch_utils import frozen
+from matteralign.models.weights import find_in_site_packages
 from matteralign.records import Record
 
 _MODEL_DIR = "antiberty/trained_models/AntiBERTy_md_smooth"
@@ -68,7 +40,6 @@ class AntiBERTy(ModelAdapter):
     key_packages = ("antiberty", "transformers", "tokenizers", "torch")
     requires_module = "antiberty"
     batch_size = 16
-    seed: ClassVar[int] = 0
 
     def __init__(self, weights: str | None = None, device: str = "cpu") -> None:
         super().__init__(weights=weights, device=device)
@@ -78,9 +49,7 @@ class AntiBERTy(ModelAdapter):
     def weights_path(self) -> Path | None:
         path = super().weights_path()
         if path is not None and path.is_dir():  # a checkpoint folder: hash its weights file
-            for candidate in ("model.safetensors", "pytorch_model.bin"):
-                if (path / candidate).exists():
-                    return path / candidate
+            return hf.checkpoint_file(path) or path
         return path
 
     def _shipped(self, relative: str) -> Path:
@@ -90,17 +59,13 @@ class AntiBERTy(ModelAdapter):
         return path
 
     def _load(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import torch
+        hf.offline()
         from antiberty import AntiBERTy as AntiBERTyModel
         from transformers import BertConfig, BertTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        torch.manual_seed(self.seed)
+        hf.ready(self.seed)
         vocab = self._shipped(_VOCAB)
-        if self.weights == RANDOM_INIT:
+        if self.is_random_init:
             config = BertConfig.from_json_file(str(self._shipped(f"{_MODEL_DIR}/config.json")))
             model = AntiBERTyModel(config)
         else:
@@ -140,9 +105,5 @@ class AntiBERTy(ModelAdapter):
         batch = {k: v.to(self.device) for k, v in batch.items()}
         with torch.no_grad():
             hidden = self._model.bert(**batch).last_hidden_state.cpu().double()
-        keep = (batch["attention_mask"].cpu().bool() & ~special).double().unsqueeze(-1)
-        counts = keep.sum(dim=1)
-        if bool((counts == 0).any()):
-            raise ValueError("a sequence has no residue tokens")
-        pooled = (hidden * keep).sum(dim=1) / counts
-        return EmbedOutput(pooled.numpy().astype(np.float32))
+        keep = batch["attention_mask"].cpu().bool() & ~special
+        return EmbedOutput(hf.masked_mean(hidden, keep, "a sequence has no residue tokens"))

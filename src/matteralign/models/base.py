@@ -4,6 +4,13 @@ An adapter wraps one frozen pretrained model: it turns a batch of records of its
 per-structure embeddings of the model's last hidden layer, pooled (mean over atoms, residues or
 tokens; special tokens excluded), and, where the model has one, its predicted total energy.
 
+The base is a template, as ASE's calculator base is: capabilities are declared as class
+attributes, a subclass implements ``_load`` and ``embed_batch`` (an interatomic potential:
+:class:`~matteralign.models.atoms.AtomsAdapter`), and the base owns what is the same for all:
+the resolved weights, the modality check, hooks that catch one forward pass, pooling.
+Setup failures (missing package or checkpoint) raise from :meth:`ModelAdapter.load`; a
+structure the model cannot take is a reason from the pure :meth:`ModelAdapter.check`.
+
 Adapters are listed by the driver environment, which does not have the model packages: module
 import must stay cheap, and every heavy import happens in :meth:`ModelAdapter.load`.
 """
@@ -11,11 +18,8 @@ import must stay cheap, and every heavy import happens in :meth:`ModelAdapter.lo
 from __future__ import annotations
 
 import importlib.util
-import os
 import pickle
-import re
 import sys
-import sysconfig
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,10 +29,30 @@ from typing import Any, ClassVar
 import numpy as np
 
 from matteralign.errors import MatterAlignError
+from matteralign.models.torch_utils import (
+    InputKeeper,
+    OutputKeeper,
+    per_atom,
+    pickle_refused,
+    weights_only_reason,
+)
+from matteralign.models.weights import (
+    RANDOM_INIT,
+    Weights,
+    cache_dir,
+    cached_weights,
+    find_in_site_packages,
+    resolve_weights,
+    weights_status,
+)
 from matteralign.records import Record
 from matteralign.registry import Registry
 
-RANDOM_INIT = "random-init"
+__all__ = [  # cache_dir and RANDOM_INIT: for the CLI and config, which read them here
+    "RANDOM_INIT", "REGISTRY", "EmbedOutput", "ModelAdapter", "ModelUnavailable", "OptionError",
+    "adapter_options", "cache_dir", "get_model", "mean_pool", "option_problem",
+    "register_model", "registered_models",
+]
 
 
 class ModelUnavailable(MatterAlignError, RuntimeError):
@@ -59,15 +83,23 @@ class ModelAdapter(ABC):
     weights_name: ClassVar[str]
     #: the weights file's path relative to site-packages, when it ships inside a wheel
     weights_in_package: ClassVar[str | None] = None
+    #: sha256 of the released weights file, where known (a config's pin is what is enforced)
+    weights_sha256: ClassVar[str] = ""
     license: ClassVar[str] = ""
     #: packages whose versions are recorded in every output
     key_packages: ClassVar[tuple[str, ...]] = ()
     #: import name that must be present in the environment for the adapter to run
     requires_module: ClassVar[str | None] = None
     batch_size: ClassVar[int] = 16
-    #: how the structure is deterministically rendered: no random state inside models
+    #: most atoms in one forward pass (None: the embedding job's default)
+    max_batch_atoms: ClassVar[int | None] = None
     produces_energy: ClassVar[bool] = False
-
+    #: a structure's vector does not depend on what it is batched with; False where the
+    #: model's own neighbour cap cuts a shell of equidistant atoms, so the neighbours kept
+    #: follow the order of the neighbour search (the model's behaviour, not the adapter's)
+    batch_invariant: ClassVar[bool] = True
+    #: torch seed of the random-init parameters (no random state inside models otherwise)
+    seed: ClassVar[int] = 0
     #: no random-init variant (the architecture itself comes with the checkpoint, e.g. remote
     #: code): a checkpoint must be configured or fetched
     requires_checkpoint: ClassVar[bool] = False
@@ -76,17 +108,19 @@ class ModelAdapter(ABC):
     #: a checkpoint folder (Hugging Face, matgl, NeuroChem, MatterGen layouts) is a valid
     #: ``weights`` path; False: the adapter reads one checkpoint file
     weights_folder_ok: ClassVar[bool] = False
+    #: a checkpoint may be unpickled (adapters that take the option set it per instance)
+    allow_pickle: bool = False
 
     def __init__(self, weights: str | None = None, device: str = "cpu") -> None:
         """``weights``: None for the default weights (shipped in the wheel, else fetched into
         the cache by ``matteralign weights fetch``, else random init), a local checkpoint
         path, or ``"random-init"`` for the real architecture with random parameters."""
-        if weights is None and not self.weights_in_package:
-            cached = self.cached_weights()
-            weights = str(cached) if cached is not None else None
-        self.weights = weights
+        self.resolved: Weights = resolve_weights(type(self), weights)
+        #: the checkpoint path to load (None: shipped or random), as configured or cached
+        self.weights = str(self.resolved.path) if self.resolved.kind == "cached" else weights
         self.device = device
         self._loaded = False
+        self._captured: list[Any] = []
 
     # -- to implement -----------------------------------------------------------------------
     @abstractmethod
@@ -99,12 +133,22 @@ class ModelAdapter(ABC):
         one and masks the structures that fail, with the error as their reason."""
 
     def check(self, record: Record) -> str | None:
-        """Why this model cannot take ``record`` ("" / None when it can)."""
+        """Why this model cannot take ``record`` ("" / None when it can). Pure: it reads what
+        :meth:`load` set up (or class defaults before that) and never loads."""
         if record.input_for(self.modality) is None:
             return f"no {self.modality} input for this structure"
         return None
 
+    def geometry_atoms(self, atoms: Any) -> Sequence[int] | None:
+        """The atoms the shared geometry check looks at (None: all of them)."""
+        return None
+
     # -- shared -----------------------------------------------------------------------------
+    @property
+    def is_random_init(self) -> bool:
+        """The real architecture with fresh (seeded) parameters: no energy is reported."""
+        return self.resolved.is_random_init
+
     def load(self) -> ModelAdapter:
         if not self._loaded:
             if self.requires_module and importlib.util.find_spec(self.requires_module) is None:
@@ -125,7 +169,7 @@ class ModelAdapter(ABC):
         """A checkpoint that ``torch.load(weights_only=True)`` refused, told as the config fix
         (never torch's advice to load it with ``weights_only=False``)."""
         path = self.weights_path() or self.weights_label()
-        if getattr(self, "allow_pickle", False):  # unpickling was allowed and still failed
+        if self.allow_pickle:  # unpickling was allowed and still failed
             return ValueError(f"{path} cannot be unpickled ({weights_only_reason(error)}): "
                               f"not a {self.name} checkpoint, or a damaged file")
         if "allow_pickle" in adapter_options(type(self)):
@@ -135,54 +179,43 @@ class ModelAdapter(ABC):
             f"{weights_only_reason(error)}); model {self.name!r} reads only state-dict "
             f"checkpoints of plain tensors: give one (models.{self.name}.weights)")
 
+    def hook(self, module: Any, *, inputs: bool = False, index: int | None = None,
+             key: str | None = None) -> None:
+        """Keep ``module``'s output (``inputs``: its first input) of every forward pass for
+        :meth:`take_capture`; ``index``/``key`` pick a tuple element / dict field."""
+        if inputs:
+            module.register_forward_pre_hook(InputKeeper(self._captured, key))
+        else:
+            module.register_forward_hook(OutputKeeper(self._captured, index))
+
+    def start_capture(self) -> None:
+        """Forget what an earlier (failed) forward pass left."""
+        self._captured.clear()
+
+    def take_capture(self, counts: Sequence[int]) -> list[np.ndarray]:
+        """The hooked layer's per-atom rows of exactly one forward pass, split by ``counts``
+        atoms per structure (float64)."""
+        if len(self._captured) != 1:
+            raise RuntimeError(f"expected one hooked forward pass, got {len(self._captured)}")
+        return per_atom(self._captured.pop(), counts)
+
     def weights_label(self) -> str:
-        if self.weights == RANDOM_INIT:
-            return RANDOM_INIT
-        if self.weights:
-            return str(self.weights)
-        return self.weights_name
+        return self.resolved.label
 
     def weights_path(self) -> Path | None:
         """The file the weights come from, for hashing (None for random init)."""
-        if self.weights == RANDOM_INIT:
-            return None
-        if self.weights:
-            return Path(self.weights)
-        if self.weights_in_package:
-            return find_in_site_packages(self.weights_in_package)
-        return None
+        return self.resolved.path
 
     @classmethod
     def weights_status(cls, site_packages: Sequence[Path] = (),
                        configured: str | None = None) -> str:
-        """Where this model's weights would come from here: ``local: PATH`` (a configured
-        checkpoint), ``shipped`` (inside the family env's wheel), ``cached: PATH`` (under
-        ``cache_dir()/weights``), ``random-init`` (none obtainable offline), ``none needed``
-        (baselines) or ``missing ...``."""
-        if configured == RANDOM_INIT and not cls.requires_checkpoint:
-            return RANDOM_INIT
-        if configured and configured != RANDOM_INIT:
-            return f"local: {configured}" if Path(configured).exists() else \
-                f"missing: {configured}"
-        if cls.weights_in_package:
-            if find_in_site_packages(cls.weights_in_package, site_packages) is not None:
-                return "shipped"
-            return f"missing (build .envs/{cls.family})"
-        cached = cls.cached_weights()
-        if cached is not None:
-            return f"cached: {cached}"
-        if cls.requires_checkpoint:
-            return "missing: needs a local checkpoint (weights: PATH)"
-        if cls.weights_name == RANDOM_INIT:
-            return RANDOM_INIT
-        return "none needed"
+        """See :func:`matteralign.models.weights.weights_status`."""
+        return weights_status(cls, site_packages, configured)
 
     @classmethod
     def cached_weights(cls) -> Path | None:
         """``cache_dir()/weights/{name}`` or ``{name}.*`` (what ``weights fetch`` writes)."""
-        folder = cache_dir() / "weights"
-        found = sorted(folder.glob(f"{cls.name}.*")) + sorted(folder.glob(cls.name))
-        return found[0] if found else None
+        return cached_weights(cls.name)
 
     def fetch_weights(self, dest: Path) -> Path:
         """Download the weights with the model package's own download function into
@@ -196,31 +229,9 @@ class ModelAdapter(ABC):
         return find_in_site_packages(cls.weights_in_package, site_packages) is not None
 
 
-def find_in_site_packages(relative: str, extra: Sequence[Path] = ()) -> Path | None:
-    roots = [Path(p) for p in extra] + [Path(sysconfig.get_paths()["purelib"])]
-    roots += [Path(p) for p in sys.path if p.endswith("site-packages")]
-    for root in roots:
-        candidate = root / relative
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def cache_dir() -> Path:
-    """matteralign's cache (``$MATTERALIGN_CACHE``, else ``$XDG_CACHE_HOME/matteralign`` or
-    ``~/.cache/matteralign``): derived files such as weight manifests or a tokenizer's vocab."""
-    root = os.environ.get("MATTERALIGN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "matteralign")
-    return Path(root)
-
-
 REGISTRY: Registry[ModelAdapter] = Registry("model", "matteralign.models", skip={"base"})
 register_model = REGISTRY.register
 registered_models = REGISTRY.all
-
-
-class WeightsMismatch(MatterAlignError, RuntimeError):
-    """A checkpoint's sha256 differs from the one pinned in the config."""
 
 
 class OptionError(MatterAlignError, TypeError, ValueError):
@@ -311,131 +322,6 @@ def get_model(name: str, **kwargs: object) -> ModelAdapter:
         raise OptionError(problem if problem.startswith("model ") else
                           f"model {name!r} option {problem}")
     return cls(**kwargs)  # type: ignore[arg-type]
-
-
-def check_weights_pin(adapter: ModelAdapter, sha256: str | None) -> str:
-    """The sha256 of the adapter's weights file ("" without one); raise
-    :class:`WeightsMismatch` when ``sha256`` pins a different file."""
-    from matteralign.io import sha256_file
-
-    path = adapter.weights_path()
-    actual = sha256_file(path) if path is not None else ""
-    if sha256 and actual != sha256.lower():
-        where = str(path) if path is not None else "no weights file (random init)"
-        raise WeightsMismatch(
-            f"model {adapter.name!r}: weights {where} have sha256 {actual or '-'}, but the "
-            f"config pins {sha256.lower()}; use the pinned file or update models."
-            f"{adapter.name}.sha256")
-    return actual
-
-
-@dataclass
-class OutputKeeper:
-    """A forward hook that appends its module's (detached) output to ``store``: how the
-    adapters read the last hidden layer out of a model's own forward pass. A class, not a
-    closure, so that a model saved whole with its hooks (torch.save) still pickles."""
-
-    store: list[object]
-
-    def __call__(self, module: object, inputs: object, output: object) -> None:
-        self.store.append(output.detach())  # type: ignore[attr-defined]
-
-
-@dataclass
-class InputKeeper:
-    """A forward pre-hook that appends its module's (detached) first input to ``store``: for
-    a last hidden layer that is what a head reads rather than what a block returns."""
-
-    store: list[object]
-
-    def __call__(self, module: object, inputs: tuple[object, ...]) -> None:
-        self.store.append(inputs[0].detach())  # type: ignore[attr-defined]
-
-
-def weights_only_reason(error: BaseException) -> str:
-    """What torch's weights_only loader objected to (e.g. "Unsupported global: GLOBAL
-    mace.modules.models.MACE"), without its advice to load the file unsafely."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global|\. |\n|$)",
-                      text)
-    if found:
-        return found.group(1).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
-
-
-def pickle_refused(path: object, error: BaseException, hint: str = "") -> ValueError:
-    """The error for a checkpoint that ``torch.load(weights_only=True)`` refused while the
-    model's config does not allow unpickling (a pickle runs code stored in the file)."""
-    return ValueError(
-        f"{path} is not a plain tensor checkpoint (weights_only load failed: "
-        f"{weights_only_reason(error)}); {hint + '; ' if hint else ''}unpickling runs "
-        "code stored in the file: set allow_pickle: true in this model's config entry only "
-        "if you trust it")
-
-
-def load_torch_checkpoint(path: object, allow_pickle: bool, hint: str = "") -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU; a file that needs unpickling loads
-    only with ``allow_pickle``, else :func:`pickle_refused` names the failure and the fix."""
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError variants
-        if not allow_pickle:
-            raise pickle_refused(path, error, hint) from None
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def frozen(model: object, device: str) -> object:
-    """A torch module on ``device`` in eval mode with every parameter frozen: adapters only
-    read activations, and no autograd graph should be kept for them."""
-    import torch
-
-    model = model.to(torch.device(device)).eval()  # type: ignore[attr-defined]
-    for param in model.parameters():  # type: ignore[attr-defined]
-        param.requires_grad_(False)
-    return model
-
-
-def load_exact_state(model: Any, state: Mapping[str, Any], source: object,
-                     what: str) -> None:
-    """Load ``state`` into ``model``; a file whose keys differ is refused with the first
-    missing and unexpected keys named (``what``: what the file should have been)."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{source}: not {what} (missing {sorted(missing)[:5]}, unexpected "
-                         f"{sorted(unexpected)[:5]})")
-
-
-def structure_problem(atoms: object, max_atoms: int | None = None,
-                      partly_periodic_ok: bool = False) -> str | None:
-    """The checks every 3D adapter shares (after its own element checks): no partly periodic
-    cell unless the model takes them, and at most ``max_atoms`` atoms."""
-    pbc = atoms.pbc  # type: ignore[attr-defined]
-    if not partly_periodic_ok and pbc.any() and not pbc.all():
-        return "partly periodic structure"
-    if max_atoms is not None and len(atoms) > max_atoms:  # type: ignore[arg-type]
-        return f"{len(atoms)} atoms > max_atoms={max_atoms}"  # type: ignore[arg-type]
-    return None
-
-
-#: vacuum added to each edge of a molecule's box (Å) by :func:`boxed`
-VACUUM = 20.0
-
-
-def boxed(atoms: Any, vacuum: float = VACUUM) -> Any:
-    """A fully periodic copy of ``atoms``: crystals as they are, molecules centred in an
-    orthorhombic box of their extent plus ``vacuum`` Å on each edge (for models that only
-    take periodic cells: images are ``vacuum`` Å apart, beyond their cutoff)."""
-    atoms = atoms.copy()
-    if atoms.pbc.all():
-        return atoms
-    positions = atoms.positions
-    extent = positions.max(axis=0) - positions.min(axis=0)
-    atoms.set_cell(np.diag(extent + vacuum))
-    atoms.positions = positions - positions.min(axis=0) + vacuum / 2
-    atoms.pbc = True
-    return atoms
 
 
 def mean_pool(features: Sequence[np.ndarray]) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import RANDOM_INIT, EmbedOutput, ModelAdapter, register_model
+from matteralign.models.base import EmbedOutput, ModelAdapter, register_model
 from matteralign.records import Record
 
 NO_WEIGHTS = "none (non-neural baseline)"
@@ -42,7 +42,7 @@ class _Baseline(ModelAdapter):
 
     def _load(self) -> None:
         if self.weights:
-            label = "random-init" if self.weights == RANDOM_INIT else repr(self.weights)
+            label = self.weights_label() if self.is_random_init else repr(self.weights)
             raise ValueError(f"{self.name} is a non-neural baseline: no weights ({label})")
 
 

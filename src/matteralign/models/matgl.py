@@ -1,34 +1,7 @@
-"""Universal potentials of the Materials Graph Library (matgl, Ko et al. 2025, PyG backend),
-behind one adapter base:
-
-- M3GNet (Chen & Ong 2022, Nat. Comput. Sci. 2, 718), many-body graph network, with the
-  hyperparameters of matgl's ``M3GNet-MatPES-PBE-v2025.1-PES`` (Kaplan et al. 2025, MatPES
-  PBE): 89 elements, 3 blocks, 64-d node and edge features, 128 hidden units, smooth
-  spherical Bessel basis (max_n 3, max_l 3), 5 A cutoff, 4 A three-body cutoff.
-  Last hidden layer: node features after the last block (``feature_dict["gc_3"]
-  ["node_feat"]``, 64-d per atom), what the per-atom energy readout reads.
-- CHGNet (Deng et al. 2023, Nat. Mach. Intell. 5, 1031) as re-implemented in matgl, with
-  matgl's ``CHGNet`` defaults (4 blocks, 64-d atom/bond/angle features, 6 A atom-graph and
-  3 A bond-graph cutoffs, max_n 9, max_f 4, 94 elements H-Pu). These defaults are *assumed*
-  to be those of matgl's released ``CHGNet-MatPES-PBE-2025.2.10-2.7M-PES``; a local
-  checkpoint brings its own hyperparameters. Last hidden layer: atom features after the
-  last atom-graph block (``feature_dict["gc_4"]["atom_feat"]``, 64-d per atom): as for the
-  original CHGNet package, the true last layer, one block after the magmom head's input.
-
-No matgl weights ship in the wheel (``matgl.load_model`` downloads them from the Hugging Face
-hub), so each adapter builds the real matgl model inside ``matgl.apps.pes.Potential`` and
-
-- ``weights=PATH``: loads a local matgl model directory (``model.json``, ``model.pt``,
-  ``state.pt``: what ``Potential.save`` writes and what the hub serves) with matgl's own
-  loader, which reads both files with ``torch.load(weights_only=True)``; the directory must
-  hold a ``Potential`` around the adapter's model class (checked in ``model.json`` before
-  anything is imported);
-- otherwise (the default while no checkpoint is configured): random init, labelled
-  ``random-init`` (energy scale/offset and element references are placeholders: no energy).
-
-Molecules go in without a box (matgl's ASE converter takes non-periodic structures);
-structures are batched as one disjoint PyG graph, without gradients (no forces are needed).
-License: BSD-3-Clause (matgl code and weights).
+"""matgl's universal potentials (M3GNet, matgl's CHGNet) inside ``matgl.apps.pes.Potential``:
+no weights in the wheel, so the real model runs at random init or from a local matgl model
+folder (read with matgl's own loader). The embedding is the last block's node (atom)
+features, what the energy readout reads. Details: docs/models.md.
 """
 
 from __future__ import annotations
@@ -41,35 +14,28 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    frozen,
-    mean_pool,
-    register_model,
-    structure_problem,
-)
+from matteralign.models import hf
+from matteralign.models.atoms import AtomsAdapter, outside
+from matteralign.models.base import register_model
+from matteralign.models.torch_utils import frozen, per_atom
+from matteralign.models.weights import RANDOM_INIT
 from matteralign.records import Record
 
 #: the files of a saved matgl model directory
 MODEL_FILES = ("model.json", "model.pt", "state.pt")
 
 
-class MatglPotentialAdapter(ModelAdapter):
+class MatglPotentialAdapter(AtomsAdapter):
     """A matgl ``Potential`` around one of matgl's model classes (see the module docstring)."""
 
     family = "matgl"
     #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
     weights_folder_ok = True
-    modality = "atoms"
-    pooling = "mean over atoms"
     weights_name = RANDOM_INIT
     key_packages = ("matgl", "torch", "torch-geometric", "ase")
     requires_module = "matgl"
     batch_size = 16
     produces_energy = True
-    seed: ClassVar[int] = 0
     hub_id: ClassVar[str] = ""
     #: the matgl.models class and the init arguments of the random-init instance
     model_class: ClassVar[str] = ""
@@ -82,16 +48,11 @@ class MatglPotentialAdapter(ModelAdapter):
                  config_overrides: dict[str, Any] | None = None) -> None:
         """``config_overrides``: M3GNet arguments of the random-init model (tests build a
         small instance of the same class this way)."""
-        super().__init__(weights=weights, device=device)
-        self.max_atoms = max_atoms
+        super().__init__(weights=weights, device=device, max_atoms=max_atoms)
         self.config_overrides = dict(config_overrides or {})
         self._potential: Any = None
         self._converter: Any = None
         self._elements: set[int] = set()
-
-    @property
-    def random(self) -> bool:
-        return not self.weights or self.weights == RANDOM_INIT
 
     weights_source = "https://huggingface.co/materialyze"
 
@@ -107,7 +68,7 @@ class MatglPotentialAdapter(ModelAdapter):
 
     def weights_path(self) -> Path | None:
         """The checkpoint's ``state.pt`` (the weights), for hashing."""
-        if self.random:
+        if self.is_random_init:
             return None
         return Path(str(self.weights)) / "state.pt"
 
@@ -127,14 +88,14 @@ class MatglPotentialAdapter(ModelAdapter):
         return matgl.load_model(path)
 
     def _load(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        hf.offline()
         import matgl.models
         import torch
         from matgl.apps.pes import Potential
         from matgl.ext.ase import Atoms2Graph
 
         torch.manual_seed(self.seed)
-        if self.random:
+        if self.is_random_init:
             model_cls = getattr(matgl.models, self.model_class)
             potential = Potential(model=model_cls(**{**self.hyper, **self.config_overrides}))
         else:
@@ -149,18 +110,12 @@ class MatglPotentialAdapter(ModelAdapter):
 
         self._elements = {atomic_numbers[s] for s in model.element_types}
 
-    def check(self, record: Record) -> str | None:
-        reason = super().check(record)
-        if reason:
-            return reason
-        atoms = record.atoms
-        assert atoms is not None
-        unknown = sorted({int(z) for z in atoms.numbers} - self._elements) if self._elements \
-            else []
+    def check_atoms(self, atoms: Any) -> str | None:
+        unknown = outside(atoms, self._elements) if self._elements else []
         if unknown:
             return (f"element(s) Z={unknown} not among {self.model_class}'s "
                     f"{len(self._elements)} elements")
-        return structure_problem(atoms, self.max_atoms)
+        return None
 
     def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-atom last-block features of each record, and the potential's total energies."""
@@ -179,15 +134,8 @@ class MatglPotentialAdapter(ModelAdapter):
             energy = potential(batch, torch.cat(lattices).to(device))[0]
         model = potential.model
         feats = model.feature_dict[f"gc_{model.n_blocks}"][self.feature_field]
-        counts = [len(r.atoms) for r in records]
-        if feats.shape[0] != sum(counts):
-            raise RuntimeError(f"{feats.shape[0]} node features for {sum(counts)} atoms")
-        per_atom = torch.split(feats.double().cpu(), counts)
-        return [f.numpy() for f in per_atom], energy.double().cpu().numpy().reshape(-1)
-
-    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
-        feats, energy = self.atom_features(records)
-        return EmbedOutput(mean_pool(feats), None if self.random else energy)
+        return per_atom(feats, [len(r.atoms) for r in records]), \
+            energy.double().cpu().numpy().reshape(-1)
 
 
 @register_model

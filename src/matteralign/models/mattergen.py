@@ -1,45 +1,8 @@
-"""MatterGen (Zeni et al. 2025, Nature, arXiv:2312.03687): a diffusion model that generates
-inorganic crystals. Its score network ("denoiser") is ``mattergen.denoiser.GemNetTDenoiser``:
-a GemNet-T graph network (Gasteiger et al. 2021) over the periodic crystal graph, whose atom
-features feed the atom-type head and whose edge features give the position and lattice
-scores. Its own family environment (workflow/envs/mattergen.yaml: mattergen 1.0.3 beside a
-torch-scatter and torch-sparse compiled for torch 2.13; mattergen's wheel pins a CUDA torch
-2.2.1, so it is installed without its declared dependencies).
-
-Hyperparameters: those of the released ``mattergen_base`` model (Alex-MP-20, unconditional),
-as its ``checkpoints/mattergen_base/config.yaml`` gives them: GemNet-T with 4 blocks, 512-d
-atom and edge embeddings, 7 A cutoff, at most 50 neighbours, 5 cell images per dimension, a
-512-d noise-level encoding as the per-crystal latent, the atom-type head over 100 elements +
-the mask token (``MAX_ATOMIC_NUM``). The weights are not on PyPI (mattergen downloads them
-from the Hugging Face hub ``microsoft/mattergen``), so
-
-- ``weights=PATH``: MatterGen's own layout, a folder with ``config.yaml`` and
-  ``checkpoints/last.ckpt`` (what ``matteralign weights fetch`` writes, with the same files
-  mattergen's ``MatterGenCheckpointInfo.from_hf_hub`` downloads), a ``.ckpt`` file, or a
-  ``state_dict`` of the denoiser. Read with ``torch.load(weights_only=True)``; a checkpoint
-  that needs unpickling loads only with ``allow_pickle=True`` (its config entry must say so).
-  The hyperparameters come from the checkpoint's ``config`` or the folder's ``config.yaml``.
-  Only unconditional models are taken (no property embeddings: ``mattergen_base``,
-  ``mp_20_base``).
-- otherwise (the default while no checkpoint is configured): random init, labelled
-  ``random-init``. GemNet's scaling factors then start from MatterGen's
-  ``gemnet-dT.json`` (which the PyPI wheel lacks; the env's post-deploy step restores it); a
-  checkpoint brings its own.
-
-Input: the clean crystal at noise level ``noise_level`` (default 1e-3: the last step of
-MatterGen's sampler, eps_t = 1/N with N = 1000 steps), unconditional, fractional coordinates
-wrapped into the cell. Only fully periodic structures are taken: GemNet here reads the
-cosines between bonds and lattice vectors, which a molecule in a vacuum box would tie to the
-box's orientation; molecules are masked with that reason. Elements outside the 76 MatterGen
-was trained on (``SELECTED_ATOMIC_NUMBERS``: no noble gases, Tc, Pm, or Z > 83) are masked.
-MatterGen keeps at most 50 neighbours per atom, the nearest; where the cap falls inside a
-shell of equidistant atoms the subset kept depends on the order of the neighbour search (the
-model's own behaviour, as for EquiformerV2).
-
-Last hidden layer: GemNet-T's atom embeddings ``h`` after the last interaction block (512-d
-per atom), the ``node_embeddings`` that the atom-type head ``fc_atom`` reads, caught with a
-forward pre-hook on that head. No energy is reported (MatterGen predicts scores, not
-energies). License: MIT (mattergen code and weights).
+"""MatterGen's denoiser (``GemNetTDenoiser``, mattergen 1.0.3): the clean crystal is presented at
+a small noise level and the embedding is GemNet-T's atom embeddings after the last block
+(the input of the atom-type head). The weights are on the Hugging Face hub only, so it runs
+at random init or from MatterGen's own checkpoint layout; crystals only, its 76 training
+elements. Details: docs/models.md.
 """
 
 from __future__ import annotations
@@ -52,18 +15,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    InputKeeper,
-    ModelAdapter,
-    frozen,
-    load_exact_state,
-    load_torch_checkpoint,
-    mean_pool,
-    register_model,
-    structure_problem,
-)
+from matteralign.models.atoms import AtomsAdapter, outside
+from matteralign.models.base import register_model
+from matteralign.models.torch_utils import frozen, load_exact_state, load_torch_checkpoint
+from matteralign.models.weights import RANDOM_INIT
 from matteralign.records import Record
 
 #: checkpoints/mattergen_base/config.yaml, lightning_module.diffusion_module.model
@@ -87,25 +42,22 @@ TRAINING_ELEMENTS = frozenset((
 
 
 @register_model
-class MatterGenBase(ModelAdapter):
+class MatterGenBase(AtomsAdapter):
     name = "mattergen-base"
     family = "mattergen"
     #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
     weights_folder_ok = True
-    modality = "atoms"
     architecture = ("MatterGen denoiser (GemNetTDenoiser, mattergen 1.0.3): GemNet-T, 4 blocks, "
                     "512-d atom/edge embeddings, 7 A cutoff, 50 neighbours, noise-level "
                     "latent; the mattergen_base (Alex-MP-20) configuration")
     layer = ("GemNet-T atom embeddings h after the last interaction block (node_embeddings, "
              "the atom-type head's input; 512-d per atom)")
-    pooling = "mean over atoms"
     weights_name = RANDOM_INIT
     license = "MIT (mattergen code and weights)"
     key_packages = ("mattergen", "torch-scatter", "torch-sparse", "torch-geometric", "torch")
     requires_module = "mattergen"
     batch_size = 16
     produces_energy = False
-    seed: ClassVar[int] = 0
     hub_id: ClassVar[str] = "microsoft/mattergen (checkpoints/mattergen_base)"
     weights_source = "https://huggingface.co/microsoft/mattergen (checkpoints/mattergen_base)"
     #: the folder of the released model under checkpoints/ in the hub repository
@@ -122,16 +74,13 @@ class MatterGenBase(ModelAdapter):
         mattergen_base defaults, in the layout of MatterGen's model config (the random-init
         model's; a checkpoint's own config wins over them). Tests build a small instance of
         the same classes this way."""
-        super().__init__(weights=weights, device=device)
+        super().__init__(weights=weights, device=device, max_atoms=max_atoms)
         if not 0.0 <= noise_level <= 1.0:
             raise ValueError(f"noise_level={noise_level} is outside MatterGen's diffusion "
                              "time [0, 1]; the default is 1e-3 (its sampler's last step)")
-        self.max_atoms = max_atoms
         self.noise_level = float(noise_level)
         self.allow_pickle = allow_pickle
         self.config_overrides = dict(config_overrides or {})
-        self._model: Any = None
-        self._captured: list[Any] = []
 
     def fetch_weights(self, dest: Path) -> Path:
         """``config.yaml`` and ``checkpoints/last.ckpt`` of the released model from the
@@ -190,12 +139,12 @@ class MatterGenBase(ModelAdapter):
         import torch
 
         torch.manual_seed(self.seed)
-        if not self.weights or self.weights == RANDOM_INIT:
+        if self.is_random_init:
             model = self.build(self._config(self.config_overrides))
         else:
-            model = self._from_file(Path(self.weights))
+            model = self._from_file(Path(str(self.weights)))
         model = frozen(model, self.device)
-        model.fc_atom.register_forward_pre_hook(InputKeeper(self._captured))
+        self.hook(model.fc_atom, inputs=True)
         self._model = model
 
     def _from_file(self, path: Path) -> Any:
@@ -220,22 +169,17 @@ class MatterGenBase(ModelAdapter):
         load_exact_state(model, state, path, "a MatterGen denoiser of this configuration")
         return model
 
-    def check(self, record: Record) -> str | None:
-        reason = super().check(record)
-        if reason:
-            return reason
-        atoms = record.atoms
-        assert atoms is not None
+    def check_atoms(self, atoms: Any) -> str | None:
         if not atoms.pbc.any():
             return ("not periodic: MatterGen takes crystals (GemNet reads the angles between "
                     "bonds and lattice vectors, which a molecule does not have)")
-        unknown = sorted({int(z) for z in atoms.numbers} - TRAINING_ELEMENTS)
+        unknown = outside(atoms, TRAINING_ELEMENTS)
         if unknown:
             return (f"element(s) Z={unknown} outside the {len(TRAINING_ELEMENTS)} elements "
                     "MatterGen was trained on")
-        return structure_problem(atoms, self.max_atoms)
+        return None
 
-    def atom_features(self, records: Sequence[Record]) -> list[np.ndarray]:
+    def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], None]:
         import torch
         from mattergen.common.data.chemgraph import ChemGraph
         from mattergen.common.data.collate import collate
@@ -251,19 +195,10 @@ class MatterGenBase(ModelAdapter):
                 num_atoms=torch.tensor([len(atoms)]), num_nodes=len(atoms)))
         batch = collate(graphs).to(torch.device(self.device))
         t = torch.full((len(records),), self.noise_level, device=torch.device(self.device))
-        self._captured.clear()
+        self.start_capture()
         with torch.no_grad():
             self._model(batch, t)
-        if len(self._captured) != 1:
-            raise RuntimeError(f"expected one hooked forward pass, got {len(self._captured)}")
-        counts = [len(record.atoms) for record in records]
-        features = self._captured.pop().double().cpu()
-        if features.shape[0] != sum(counts):
-            raise RuntimeError(f"{features.shape[0]} atom features for {sum(counts)} atoms")
-        return [f.numpy() for f in torch.split(features, counts)]
-
-    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
-        return EmbedOutput(mean_pool(self.atom_features(records)))
+        return self.take_capture([len(record.atoms) for record in records]), None
 
 
 def _read_config_yaml(path: Path) -> dict[str, Any]:

