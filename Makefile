@@ -44,6 +44,7 @@ report: setup
 # TEST_JOBS workers, each taking whole test files (module and session fixtures run once)
 TEST_JOBS ?= 2
 test: envs
+	$(BIN)/python tests/compile_kernels.py
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 lint: setup
