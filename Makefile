@@ -41,11 +41,13 @@ study: setup
 report: setup
 	$(BIN)/snakemake --report results/report.html
 
-# TEST_JOBS workers, each taking whole test files (module and session fixtures run once)
-TEST_JOBS ?= 2
+# PYTEST_ARGS: e.g. "-n 4 --dist loadfile" on a machine with more cores (pytest-xdist, whole
+# test files per worker); on 2 cores two workers were no faster (the family subprocesses
+# already use both cores)
+PYTEST_ARGS ?=
 test: envs
 	$(BIN)/python tests/compile_kernels.py
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

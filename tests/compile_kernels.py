@@ -1,7 +1,8 @@
 """Compile the numba kernels (the engine's and dcor's) once, before parallel test workers start.
 
 In a fresh checkout every numba cache is empty; two workers compiling the same kernels at
-once crashed one of them (SIGABRT inside dcor's import). `make test` runs this first."""
+once crashed one of them (SIGABRT inside dcor's import). `make test` runs this first, so
+that no test, serial or parallel, pays or races for the compile."""
 
 import dcor  # noqa: F401  (compiles its kernels at import)
 import numpy as np
