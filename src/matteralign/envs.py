@@ -214,7 +214,7 @@ def build_env(env_file: str | Path, prefix: str | Path, log=print,
         return _build_or_reuse(spec, prefix, log, cache)
 
 
-def _build_or_reuse(spec: EnvSpec, prefix: Path, log, cache: Path | None) -> Path:
+def _build_or_reuse(spec: EnvSpec, prefix: Path, log, cache: str | Path | None) -> Path:
     marker = prefix / MARKER
     if prefix.exists() and not _is_empty_dir(prefix) and not is_ours(prefix):
         raise EnvPrefixError(
@@ -243,7 +243,7 @@ def _build_or_reuse(spec: EnvSpec, prefix: Path, log, cache: Path | None) -> Pat
             "is built")
     existed = prefix.exists()  # an empty folder: left as it was if the build fails
     try:
-        _build(spec, prefix, log, None if cache is None else Path(cache))
+        _build(spec, prefix, log, cache)
     except BaseException:
         if prefix.exists():
             shutil.rmtree(prefix)
@@ -264,7 +264,7 @@ def _write_json(path: Path, record: dict) -> None:
     tmp.replace(path)
 
 
-def _build(spec: EnvSpec, prefix: Path, log, cache: Path | None = None) -> None:
+def _build(spec: EnvSpec, prefix: Path, log, cache: str | Path | None = None) -> None:
     """Create the venv at ``prefix`` (absent or empty), install, write the marker last."""
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / BUILDING).write_text(f"pid {os.getpid()}\n")
@@ -302,7 +302,7 @@ def _build(spec: EnvSpec, prefix: Path, log, cache: Path | None = None) -> None:
             log(f"running {spec.post_deploy}")
             run(f"its post-deploy script {spec.post_deploy.name}",
                 ["bash", "-euo", "pipefail", str(spec.post_deploy)])
-        lock = installed_lock(prefix, uv.uv)
+        lock = installed_lock(prefix)
     record = {
         "env_file": str(spec.path),
         "env_sha256": spec.sha256,
@@ -334,11 +334,10 @@ def _runner(spec: EnvSpec, env: dict[str, str]):
     return run
 
 
-def installed_lock(prefix: str | Path, uv: Path | None = None) -> list[str]:
+def installed_lock(prefix: str | Path) -> list[str]:
     """What is installed in the environment at ``prefix``, one ``name==version`` a line
     (``uv pip freeze``, seeded tools included): the lock the marker records."""
-    uv = uv or uv_binary()
-    out = subprocess.run([str(uv), "pip", "freeze", "--quiet", "--python",
+    out = subprocess.run([str(uv_binary()), "pip", "freeze", "--quiet", "--python",
                           str(env_python(prefix))], check=True, capture_output=True,
                          text=True, env={**os.environ, "UV_NO_CONFIG": "1"}).stdout
     return sorted(out.split())

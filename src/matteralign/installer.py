@@ -159,7 +159,7 @@ def link_mode(cache: Path, prefix: Path, log: Callable[[str], None]) -> str:
     return "copy"
 
 
-def uv_settings(prefix: Path, cache: Path | None, python: str | Path,
+def uv_settings(prefix: Path, cache: str | Path | None, python: str | Path,
                 log: Callable[[str], None]) -> UvSettings:
     cache = Path(cache or default_cache()).absolute()
     return UvSettings(uv_binary(), cache, link_mode(cache, prefix, log), pip_settings(python))

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from matteralign.envs import EnvFileError, build_env, env_python, is_current, read_env_file
+from matteralign.envs import (
+    EnvFileError,
+    build_env,
+    env_python,
+    family_env_files,
+    is_current,
+    read_env_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILY_FILES = sorted((ROOT / "workflow" / "envs").glob("*.yaml"))
@@ -366,7 +373,7 @@ def _torch_files(prefix: Path) -> frozenset[str]:
                      and row.split(",")[0].rsplit("/", 1)[-1] not in INSTALLER_FILES)
 
 
-@pytest.mark.parametrize("path", [p for p in FAMILY_FILES if p.stem != "study"],
+@pytest.mark.parametrize("path", family_env_files(ROOT / "workflow" / "envs"),
                          ids=lambda p: p.stem)
 def test_every_built_family_has_the_driver_torch_build(path):
     """The same torch wheel (every file and its hash) in each family as in .venv, so no
