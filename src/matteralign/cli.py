@@ -348,6 +348,37 @@ def cmd_answers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from matteralign.analysis.card import build_card, write_card
+
+    card = build_card(args.results, args.dataset, embeddings=args.embeddings, npy=args.npy,
+                      ids_file=args.ids, name=args.name)
+    name = card["model"]["name"]
+    out = args.out or Path(args.results) / args.dataset / "cards" / name.replace("/", "_")
+    paths = write_card(card, out)
+    section = card["metrics"][card["headline_metric"]]
+    print(f"{name} on {args.dataset}: {card['headline_metric']} rank {section['rank']} of "
+          f"{section['n_ranked']}, nearest {', '.join(section['nearest'])} "
+          f"({card['timing_s']['total']:.1f} s) -> {paths['html']}")
+    return 0
+
+
+def cmd_export_structures(args: argparse.Namespace) -> int:
+    from matteralign.datasets.export import default_name, export_structures
+
+    structures = Path(args.results) / args.dataset / "structures.h5"
+    if not structures.is_file():
+        raise MissingInputError(f"{structures} does not exist: run the study first (snakemake, "
+                                "or make study), or pass --results with a finished study's "
+                                "results folder")
+    out = args.out or Path(args.results) / args.dataset / "export" / default_name(args.format)
+    summary = export_structures(structures, args.format, out)
+    lacking = {"extxyz": "no 3D structure", "smiles": "no SMILES"}.get(args.format)
+    skipped = f", {summary.skipped} skipped ({lacking})" if summary.skipped else ""
+    print(f"{summary.written} structures{skipped} -> {summary.path}")
+    return 0
+
+
 def _dataset_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
                     what: str, out: str, figure: bool = False) -> argparse.ArgumentParser:
     """A command over one dataset's structures and embedding files, writing ``out``."""
@@ -518,6 +549,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-embed", action="store_true",
                    help="link the figures instead of embedding them in the page")
     p.set_defaults(func=cmd_answers)
+
+    p = sub.add_parser("export-structures",
+                       help="a dataset's structures as extxyz, .smi or CSV, to embed elsewhere")
+    p.add_argument("--dataset", required=True, help="a dataset of the study (qm9, ...)")
+    p.add_argument("--results", default="results", help="the study's results folder")
+    p.add_argument("--format", required=True, choices=["extxyz", "smiles", "csv"])
+    p.add_argument("--out", default=None,
+                   help="default: {results}/{dataset}/export/structures.{xyz|smi|csv}")
+    p.set_defaults(func=cmd_export_structures)
+
+    p = sub.add_parser("card", help="place a new model's embeddings against a stored study's "
+                       "zoo: card.json, card.png, card.html")
+    p.add_argument("embeddings", nargs="?", default=None,
+                   help="the new model's embedding file (docs/formats.md); or --npy/--ids")
+    p.add_argument("--npy", default=None, help="an (N, D) array: row i embeds the i-th id")
+    p.add_argument("--ids", default=None, help="with --npy: one structure id per line")
+    p.add_argument("--name", default=None,
+                   help="the new model's name (default: the file's model attribute or stem)")
+    p.add_argument("--dataset", required=True, help="a dataset of the study (qm9, ...)")
+    p.add_argument("--results", default="results", help="the study's results folder")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: {results}/{dataset}/cards/{name})")
+    p.set_defaults(func=cmd_card)
     return parser
 
 

@@ -29,6 +29,8 @@ class StudyInputs:
     units: dict[str, str]  # name -> units ("" where not described)
     reference_energy: str | None  # the dataset's reference-energy property, if it has values
     files: list[EmbeddingFile]
+    #: the controls' labels when the models are not registered (a card's new model)
+    control_labels: list[str] | None = None
 
     @property
     def n_atoms(self) -> np.ndarray:
@@ -42,6 +44,8 @@ class StudyInputs:
     def controls(self) -> list[str]:
         from matteralign.models.domains import control_label
 
+        if self.control_labels is not None:
+            return list(self.control_labels)
         return [control_label(f.model, is_random_init(f)) for f in self.files]
 
     def usable(self, index: int) -> np.ndarray:
@@ -75,20 +79,28 @@ def _dataset_class(name: str) -> type | None:
 def load_inputs(structures_path: str | os.PathLike[str],
                 embedding_paths: Sequence[str | os.PathLike[str]]) -> StudyInputs:
     """Read and cross-check the structures file and every embedding file of one dataset."""
-    from matteralign.datasets.store import read_structure_attrs, read_structures
-
     missing = [str(p) for p in [structures_path, *embedding_paths] if not Path(p).exists()]
     if missing:
         raise MissingInputError(f"missing inputs: {missing}; build them first (snakemake "
                                 "schedules the prepare and embed rules)")
     if not embedding_paths:
         raise InputError("no embedding files given: pass at least one to --embeddings")
+    files = [read_embeddings(p) for p in embedding_paths]
+    return inputs_from_files(structures_path, files, [str(p) for p in embedding_paths])
+
+
+def inputs_from_files(structures_path: str | os.PathLike[str], files: Sequence[EmbeddingFile],
+                      sources: Sequence[str]) -> StudyInputs:
+    """:func:`load_inputs` for embeddings already in memory (``sources`` name them in
+    errors)."""
+    from matteralign.datasets.store import read_structure_attrs, read_structures
+
     attrs = read_structure_attrs(structures_path)
     records = read_structures(structures_path)
     ids = [r.id for r in records]
-    files = [read_embeddings(p) for p in embedding_paths]
+    files = list(files)
     digest = str(attrs.get("dataset_sha256", ""))
-    for path, f in zip(embedding_paths, files, strict=True):
+    for path, f in zip(sources, files, strict=True):
         if f.ids != ids:
             raise InputError(f"{path} ({f.model!r}) lists other structures than "
                              f"{structures_path}; re-embed it from that structures file")

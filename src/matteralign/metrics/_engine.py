@@ -57,6 +57,10 @@ class EngineResult:
     dc_cross: np.ndarray | None = None  # (M, M) Σ_{i≠j} a'_ij b'_ij (shifted distances)
     dc_rowsum: np.ndarray | None = None  # (M, N) Σ_{j≠i} a'_ij
     dc_shift: np.ndarray | None = None  # (M,) constant c_m subtracted off the diagonal
+    # per-model terms of CKNNA that callers reusing one model's lists across many pairs fill
+    # in once (``kernel.mutual_entries``, ``kernel.self_hsic``); computed when absent
+    knn_mutual: list[Array] | None = None
+    knn_self_hsic: list[float] | None = None
 
 
 def _needs_centring(be: Backend, x: Array) -> bool:
@@ -140,13 +144,7 @@ def run_engine(
                 continue
             if not (needs.knn and shared[m]):
                 be.gram_into(dist_x[m][r0:r1], dist_x[m], d)
-            # |x_i|² + |x_j|² − 2 x_i·x_j, in place
-            d *= -2.0
-            d += dist_sq[m][r0:r1, None]
-            d += dist_sq[m][None, :]
-            d[local, rows] = 0.0
-            _exact_near_zero(be, d, dist_x[m], dist_sq[m], r0)
-            be.sqrt_clamped(d)
+            _gram_to_distances(be, d, dist_x[m], dist_sq[m], r0)
             if needs.nn:
                 d[local, rows] = math.inf
                 nn1[m][r0:r1] = be.argmin_rows(d)  # first minimum = lowest index
@@ -187,6 +185,41 @@ def run_engine(
         res.dc_rowsum = be.to_numpy(rowsum)
         res.dc_shift = shift
     return res
+
+
+def _gram_to_distances(be: Backend, d: Array, x: Array, sq: Array, r0: int) -> None:
+    """In place: the Gram block of rows r0.. of ``x`` becomes their Euclidean distances,
+    |x_i|² + |x_j|² − 2 x_i·x_j, with exact zeros on the diagonal and near-duplicates redone
+    directly."""
+    b = d.shape[0]
+    local, rows = be.arange(b), be.arange(r0, r0 + b)
+    d *= -2.0
+    d += sq[r0 : r0 + b, None]
+    d += sq[None, :]
+    d[local, rows] = 0.0
+    _exact_near_zero(be, d, x, sq, r0)
+    be.sqrt_clamped(d)
+
+
+def dense_matrices(be: Backend, x: Array, gram: bool, dist: bool) -> tuple[Array, Array]:
+    """The full (N, N) inner-product Gram matrix and Euclidean distance matrix of one model,
+    computed as the engine computes its blocks (same centring rule, same near-zero repair);
+    an entry is ``None`` when not asked for.  Memory 8·N² bytes each."""
+    n = int(x.shape[0])
+    g = be.empty((n, n)) if gram else None
+    if gram:
+        be.gram_into(x, x, g)
+    if not dist:
+        return g, None
+    centre = _needs_centring(be, x)
+    xd = x - x.mean(0) if centre else x
+    d = be.empty((n, n))
+    if gram and not centre:
+        d[...] = g
+    else:
+        be.gram_into(xd, xd, d)
+    _gram_to_distances(be, d, xd, (xd * xd).sum(1), 0)
+    return g, d
 
 
 #: squared distances below this fraction of |x_i|² + |x_j|² are dominated by the Gram

@@ -140,15 +140,20 @@ def _cross_fro2(a: Array, b: Array) -> float:
 
 
 def hsic_feature(p: CkaStats, q: CkaStats, unbiased: bool) -> float:
-    cross = _cross_fro2(p.xc, q.xc)
-    n = p.n
+    return hsic_linear(_cross_fro2(p.xc, q.xc), p.sq, q.sq, unbiased)
+
+
+def hsic_linear(cross: float, sq_x: Array, sq_y: Array, unbiased: bool) -> float:
+    """HSIC of two linear kernels of centred data from tr(KL) = ``cross`` (‖XcᵀYc‖²_F, or
+    Σ K∘L of the centred Gram matrices) and the squared row norms |x_i|², |y_i|²."""
     if not unbiased:
         # biased HSIC up to the common factor 1/(n-1)²: tr(HKH HLH) = ‖XcᵀYc‖²_F
         return cross
     # Song et al. unbiased HSIC with K = XcXcᵀ: centred columns make K1 = 0, so
     # 1ᵀK̃1 = -Σ|x_i|², K̃1 = -|x|², and tr(K̃L̃) = ‖XcᵀYc‖² − Σ|x_i|²|y_i|².
-    nm = float((p.sq * q.sq).sum())
-    sn, sm = float(p.sq.sum()), float(q.sq.sum())
+    n = int(sq_x.shape[0])
+    nm = float((sq_x * sq_y).sum())
+    sn, sm = float(sq_x.sum()), float(sq_y.sum())
     val = cross - nm + sn * sm / ((n - 1) * (n - 2)) - 2.0 * nm / (n - 2)
     return val / (n * (n - 3))
 

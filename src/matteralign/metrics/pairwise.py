@@ -14,6 +14,7 @@ import numpy as np
 
 from ._backend import Array, Backend, backend_for
 from ._engine import run_engine
+from .resampling import half_samples, interval, null_summary
 from .spec import ALIASES, METRICS, SPECS, Inputs, engine_needs
 
 PAIRWISE_METRICS: tuple[str, ...] = tuple(s.name for s in METRICS if not s.per_model)
@@ -149,31 +150,18 @@ def pairwise(
     }
     rng = np.random.default_rng(seed)
     if bootstrap > 0:
-        # Delete-half jackknife (Shao & Wu 1989): B subsamples of n//2 *distinct* structures.
-        # Resampling with replacement would put copies of a structure at distance 0, which
-        # corrupts every neighbour-based metric; half-samples have no copies, and the spread
-        # of half-sample estimates equals the full-sample sampling variance to first order
-        # (finite-population factor (N-d)/d = 1).  Intervals are centred on the full-sample
-        # value because neighbour metrics shift with N at fixed k.
-        half = n // 2
         samples: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
-        for _ in range(bootstrap):
-            idx = be.index(np.sort(rng.choice(n, size=half, replace=False)))
+        for subset in half_samples(rng, n, bootstrap):
+            idx = be.index(subset)
             vals_b = _compute(be, [x[idx] for x in data], wanted, k, opts)
             for name in wanted:
                 samples[name].append(vals_b[name])
-        lo, hi = 50.0 * (1.0 - ci), 50.0 * (1.0 + ci)
         for name in wanted:
-            stack = np.stack(samples[name])
-            dev = stack - np.nanmean(stack, axis=0)[None]
-            obs = values[name]
-            result[f"{name}/ci_low"] = (obs + np.nanpercentile(dev, lo, axis=0), names)
-            result[f"{name}/ci_high"] = (obs + np.nanpercentile(dev, hi, axis=0), names)
-            std = np.nanstd(stack, axis=0, ddof=1) if bootstrap > 1 else np.full_like(obs, np.nan)
-            result[f"{name}/boot_std"] = (std, names)
+            for stat, arr in interval(samples[name], values[name], ci).items():
+                result[f"{name}/{stat}"] = (arr, names)
     pair_names = [name for name in wanted if not SPECS[name].per_model]
     if permutations > 0 and pair_names:
-        nulls = {name: [] for name in pair_names}
+        nulls: dict[str, list[np.ndarray]] = {name: [] for name in pair_names}
         for _ in range(permutations):
             perms = [be.index(rng.permutation(n)) for _ in data]
             vals_p = _compute(
@@ -182,21 +170,8 @@ def pairwise(
             for name in pair_names:
                 nulls[name].append(vals_p[name])
         for name in pair_names:
-            stack = np.stack(nulls[name])
-            obs = values[name]
-            if SPECS[name].higher_is_aligned:
-                as_aligned = (stack >= obs[None]).sum(0)
-                threshold = np.percentile(stack, 95.0, axis=0)
-            else:
-                as_aligned = (stack <= obs[None]).sum(0)
-                threshold = np.percentile(stack, 5.0, axis=0)
-            mean = stack.mean(0)
-            std = stack.std(0, ddof=1) if permutations > 1 else np.full_like(mean, np.nan)
-            pval = (1.0 + as_aligned) / (1.0 + permutations)
-            for arr in (mean, std, pval, threshold):
+            summary = null_summary(nulls[name], values[name], bool(SPECS[name].higher_is_aligned))
+            for stat, arr in summary.items():
                 np.fill_diagonal(arr, np.nan)  # a model against its own shuffle is not a null
-            result[f"{name}/null_mean"] = (mean, names)
-            result[f"{name}/null_std"] = (std, names)
-            result[f"{name}/p_value"] = (pval, names)
-            result[f"{name}/null_p95"] = (threshold, names)
+                result[f"{name}/{stat}"] = (arr, names)
     return result

@@ -44,6 +44,8 @@ class Inputs:
     res: EngineResult | None
     n: int
     k: int
+    #: the variants of ``pairwise``; ``diagonal`` (default True): whether the caller reads a
+    #: model against itself (left at 1 when False, where computing it costs time)
     opts: Mapping[str, Any]
 
 
@@ -78,12 +80,14 @@ def _cknna(x: Inputs) -> np.ndarray:
     assert x.res is not None
     be, n, m_models, eps = x.be, x.n, len(x.data), x.opts["cknna_eps"]
     keys, vals = x.res.knn_keys, x.res.knn_vals
-    mutual = [mutual_entries(be, n, key) for key in keys]
-    selfs = [self_hsic(be, n, keys[i], vals[i], mutual[i]) for i in range(m_models)]
+    mutual = x.res.knn_mutual or [mutual_entries(be, n, key) for key in keys]
+    selfs = x.res.knn_self_hsic or [self_hsic(be, n, keys[i], vals[i], mutual[i])
+                                    for i in range(m_models)]
     mat = np.eye(m_models)
     for i in range(m_models):
-        mat[i, i] = cknna_from_lists(be, n, keys[i], vals[i], keys[i], vals[i], selfs[i],
-                                     selfs[i], eps, mutual[i], mutual[i])[0]
+        if x.opts.get("diagonal", True):
+            mat[i, i] = cknna_from_lists(be, n, keys[i], vals[i], keys[i], vals[i], selfs[i],
+                                         selfs[i], eps, mutual[i], mutual[i])[0]
         for j in range(i + 1, m_models):
             # one intersection gives both orientations (CKNNA is not symmetric)
             mat[i, j], mat[j, i] = cknna_from_lists(be, n, keys[i], vals[i], keys[j], vals[j],

@@ -1,0 +1,225 @@
+"""The alignment card against a small stored study: known answers for copies, rotations and
+shuffles, and one clear error for every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matteralign.analysis.align import align_dataset
+from matteralign.analysis.card import build_card, write_card
+from matteralign.analysis.convergence import write_convergence
+from matteralign.analysis.performance import write_performance
+from matteralign.analysis.probes import write_probes
+from matteralign.cli import main
+from matteralign.errors import InputError, MissingInputError
+from matteralign.io import EmbeddingFile, read_embeddings, write_embeddings
+from matteralign.metrics import PAIRWISE_METRICS, PER_MODEL_METRICS
+
+from .study_files import write_study
+
+B, P = 4, 9
+SIMILARITIES = ("cknna", "mutual_knn", "cka", "dcor")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """results/qm9 of a finished small study: embeddings, every metric, probes, convergence."""
+    root = tmp_path_factory.mktemp("results")
+    folder = root / "qm9"
+    study = write_study(folder, n=160)
+    align_dataset(study.embeddings, {m: folder / f"{m}.h5"
+                                     for m in PAIRWISE_METRICS + PER_MODEL_METRICS},
+                  k=8, bootstrap=B, permutations=P, seed=0)
+    write_performance(study.structures, study.embeddings, folder / "performance.h5")
+    write_probes(study.structures, study.embeddings, folder / "probes.h5", None)
+    write_convergence(folder / "performance.h5", folder / "cknna.h5", folder / "convergence.h5")
+    return root
+
+
+def _copy_of(results: Path, model: str, tmp_path: Path, transform=None, name="newcomer",
+             shuffle: bool = False) -> Path:
+    f = read_embeddings(results / "qm9" / "embeddings" / f"{model}.h5")
+    x = np.asarray(f.embeddings, np.float64)
+    if transform is not None:
+        x = transform(x)
+    if shuffle:
+        x = x[np.random.default_rng(7).permutation(len(x))]
+    path = tmp_path / f"{name}.h5"
+    write_embeddings(path, EmbeddingFile(ids=f.ids, embeddings=x.astype(np.float32),
+                                         valid=f.valid, errors=f.errors,
+                                         attrs={"model": name, "weights": "test"}))
+    return path
+
+
+def _entry(card: dict, metric: str, model: str) -> dict:
+    return next(e for e in card["metrics"][metric]["to_zoo"] if e["model"] == model)
+
+
+def test_a_copy_of_a_stored_model_ranks_it_first_at_one_far_above_chance(results, tmp_path):
+    card = build_card(results, "qm9", embeddings=_copy_of(results, "chgnet-0.3.0", tmp_path))
+    assert card["settings"]["bootstrap"] == B and card["settings"]["permutations"] == P
+    for metric in SIMILARITIES:
+        section = card["metrics"][metric]
+        assert section["nearest"][0] == "chgnet-0.3.0", metric
+        entry = _entry(card, metric, "chgnet-0.3.0")
+        assert entry["value"] == pytest.approx(1.0, abs=1e-6), metric
+        assert entry["above_chance"] and entry["p_value"] == pytest.approx(1 / (P + 1))
+        assert entry["value"] > entry["null_p95"] + 0.1
+    ii = _entry(card, "information_imbalance", "chgnet-0.3.0")
+    assert ii["value"] == pytest.approx(2 / card["dataset"]["n_used"])
+    assert card["metrics"]["information_imbalance"]["nearest"][0] == "chgnet-0.3.0"
+    # the tree puts the copy next to its original
+    assert card["tree"]["joins"] == ["chgnet-0.3.0"]
+    assert card["tree"]["height"] == pytest.approx(0.0, abs=1e-3)
+    # the same embedding gives the same probes as the stored model
+    probes = card["probes"]
+    for prop in probes["properties"]:
+        assert probes["new"]["r2"][prop] == pytest.approx(
+            probes["zoo"]["r2"][prop]["chgnet-0.3.0"], abs=1e-12)
+
+
+def test_the_zoo_entries_equal_the_stored_matrix_of_the_original(results, tmp_path):
+    """The copy's alignment to every other zoo model is the stored model's row."""
+    from matteralign.io import read_metric
+
+    card = build_card(results, "qm9", embeddings=_copy_of(results, "chgnet-0.3.0", tmp_path))
+    for metric in PAIRWISE_METRICS:
+        stored = read_metric(results / "qm9" / f"{metric}.h5")
+        i = stored.models.index("chgnet-0.3.0")
+        for j, model in enumerate(stored.models):
+            if j == i:
+                continue
+            entry = _entry(card, metric, model)
+            assert entry["value"] == pytest.approx(stored.matrix[i, j], abs=1e-10), metric
+            if entry["reverse"] is not None:
+                assert entry["reverse"]["value"] == pytest.approx(stored.matrix[j, i],
+                                                                  abs=1e-10)
+            # the half-samples are the study's: the same interval
+            assert entry["ci_low"] == pytest.approx(stored.extra["ci_low"][i, j], abs=1e-10)
+
+
+def test_a_row_shuffled_copy_sits_at_chance(results, tmp_path):
+    card = build_card(results, "qm9", embeddings=_copy_of(results, "chgnet-0.3.0", tmp_path,
+                                                          shuffle=True))
+    for metric in ("cknna", "cka", "dcor"):
+        entry = _entry(card, metric, "chgnet-0.3.0")
+        assert not entry["above_chance"], metric
+        assert abs(entry["calibrated"]) < 0.1, metric
+        assert entry["value"] < 0.5
+
+
+def test_an_orthogonally_rotated_copy_has_cka_and_cknna_one(results, tmp_path):
+    q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(16, 16)))
+    card = build_card(results, "qm9", embeddings=_copy_of(results, "chgnet-0.3.0", tmp_path,
+                                                          transform=lambda x: x @ q))
+    for metric in ("cka", "cknna"):
+        assert _entry(card, metric, "chgnet-0.3.0")["value"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_npy_with_ids_in_another_order_gives_the_same_card(results, tmp_path):
+    path = _copy_of(results, "sevennet-0", tmp_path)
+    f = read_embeddings(path)
+    order = np.random.default_rng(0).permutation(len(f.ids))
+    np.save(tmp_path / "x.npy", np.asarray(f.embeddings)[order])
+    (tmp_path / "ids.txt").write_text("\n".join(f.ids[i] for i in order) + "\n")
+    from_npy = build_card(results, "qm9", npy=tmp_path / "x.npy", ids_file=tmp_path / "ids.txt",
+                          name="newcomer")
+    from_h5 = build_card(results, "qm9", embeddings=path)
+    for metric in PAIRWISE_METRICS:
+        assert [e["value"] for e in from_npy["metrics"][metric]["to_zoo"]] == \
+            pytest.approx([e["value"] for e in from_h5["metrics"][metric]["to_zoo"]], abs=1e-12)
+
+
+def _npy(tmp_path: Path, x: np.ndarray, ids: list[str]) -> dict:
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    return {"npy": tmp_path / "x.npy", "ids_file": tmp_path / "ids.txt"}
+
+
+def test_mismatched_ids_say_how_many_are_missing_and_extra(results, tmp_path):
+    f = read_embeddings(results / "qm9" / "embeddings" / "sevennet-0.h5")
+    ids = f.ids[3:] + ["qm9:gdb_999999", "qm9:not-a-molecule"]
+    x = np.random.default_rng(0).normal(size=(len(ids), 4))
+    with pytest.raises(InputError) as err:
+        build_card(results, "qm9", **_npy(tmp_path, x, ids))
+    message = str(err.value)
+    assert "3 of the dataset's 160 structures are missing (e.g. qm9:gdb_1, qm9:gdb_2, qm9:gdb_3)" \
+        in message
+    assert "2 ids are not in the dataset (e.g. qm9:gdb_999999, qm9:not-a-molecule)" in message
+    assert "export-structures" in message
+
+
+def test_nan_rows_zero_dimensions_and_missing_results_fail_clearly(results, tmp_path):
+    ids = read_embeddings(results / "qm9" / "embeddings" / "sevennet-0.h5").ids
+    x = np.random.default_rng(0).normal(size=(len(ids), 4))
+    x[[5, 9], 1] = np.nan
+    x[11, 0] = np.inf
+    with pytest.raises(InputError, match=r"3 rows hold NaN or Inf \(e.g. qm9:gdb_6, "
+                                         r"qm9:gdb_10, qm9:gdb_12\)"):
+        build_card(results, "qm9", **_npy(tmp_path, x, ids))
+    with pytest.raises(InputError, match="dimension 0"):
+        build_card(results, "qm9", **_npy(tmp_path, np.zeros((len(ids), 0)), ids))
+    with pytest.raises(InputError, match="160 rows but .* lists 159 ids"):
+        build_card(results, "qm9", npy=_npy(tmp_path, x, ids)["npy"],
+                   ids_file=_write(tmp_path / "short.txt", ids[:-1]))
+    with pytest.raises(MissingInputError, match="no stored results.*run the study first"):
+        build_card(results, "coremof", **_npy(tmp_path, x, ids))
+    empty = tmp_path / "bare"
+    (empty / "qm9").mkdir(parents=True)
+    shutil.copy(results / "qm9" / "structures.h5", empty / "qm9" / "structures.h5")
+    with pytest.raises(MissingInputError, match="holds no alignment results"):
+        build_card(empty, "qm9", **_npy(tmp_path, x, ids))
+
+
+def _write(path: Path, ids: list[str]) -> Path:
+    path.write_text("\n".join(ids) + "\n")
+    return path
+
+
+def test_a_masked_structure_is_left_out_not_an_error(results, tmp_path):
+    f = read_embeddings(results / "qm9" / "embeddings" / "sevennet-0.h5")
+    valid = f.valid.copy()
+    valid[:4] = False
+    x = np.asarray(f.embeddings, np.float32).copy()
+    x[:4] = np.nan
+    path = tmp_path / "masked.h5"
+    write_embeddings(path, EmbeddingFile(ids=f.ids, embeddings=x, valid=valid,
+                                         errors=["cannot"] * 4 + [""] * (len(f.ids) - 4),
+                                         attrs={"model": "masked"}))
+    card = build_card(results, "qm9", embeddings=path)
+    assert card["dataset"]["n_used"] == card["dataset"]["n_study_used"] - 4
+
+
+def test_cli_writes_json_png_and_html_with_no_nan(results, tmp_path, capsys):
+    path = _copy_of(results, "sevennet-0", tmp_path, name="my<model>")
+    out = tmp_path / "card"
+    assert main(["card", str(path), "--dataset", "qm9", "--results", str(results),
+                 "--out", str(out)]) == 0
+    assert "rank" in capsys.readouterr().out
+    text = (out / "card.json").read_text()
+    card = json.loads(text)  # strict JSON: NaN was written as null
+    assert "NaN" not in text
+    assert card["model"]["name"] == "my<model>"
+    assert card["zoo"]["models"] == ["chgnet-0.3.0", "sevennet-0", "composition",
+                                     "mace-mp-0-medium"]
+    assert (out / "card.png").stat().st_size > 10_000
+    assert "my&lt;model&gt;" in (out / "card.html").read_text()
+    assert main(["card", str(path), "--dataset", "qm9", "--results", str(tmp_path / "none")]) == 2
+    assert "run the study first" in capsys.readouterr().err
+
+
+def test_write_card_leaves_no_json_when_drawing_fails(results, tmp_path, monkeypatch):
+    card = build_card(results, "qm9", embeddings=_copy_of(results, "sevennet-0", tmp_path))
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr("matteralign.plots.card.render_card_html", broken)
+    with pytest.raises(RuntimeError):
+        write_card(card, tmp_path / "out")
+    assert not (tmp_path / "out" / "card.json").exists()
