@@ -451,7 +451,7 @@ def plot_card(card: Mapping[str, Any], output: str | os.PathLike[str]) -> None:
     headline = card.get("headline_metric", metrics[0] if metrics else "")
     others = [m for m in metrics if m != headline]
     n_zoo = len(card.get("zoo", {}).get("models", []))
-    title_h = 1.75 if card.get("model", {}).get("random_init") else 1.5
+    title_h = 1.65 if card.get("model", {}).get("random_init") else 1.4
     head_h = max(4.6, 0.3 * n_zoo + 2.0)
     small_h = max(2.6, 0.18 * n_zoo + 1.1)
     bottom_h = max(3.4, 0.22 * (n_zoo + 1) + 1.3)
@@ -667,7 +667,7 @@ def card_html(card: Mapping[str, Any], png_path: str | os.PathLike[str],
         f"<h2>Probes</h2>{_probes_html(card)}"
         f"<h2>Intrinsic dimension</h2>{_intrinsic_dim_html(card)}"
         f"<h2>Reused from stored results</h2>{_list(list(card.get('reused', []))) or '<p>–</p>'}"
-        f"<h2>Timing (s)</h2>{_key_values(card.get('timing_s', {}), digits=1)}"
+        f"<h2>Timing (s)</h2>{_key_values(card.get('timing_s', {}), digits=2)}"
         f"<h2>Provenance</h2>{_key_values(prov)}"
         f"<hr><p class='rule'>card version {_e(card.get('card_version', '?'))}; matteralign "
         f"{_e(prov.get('matteralign_version', ''))}; the same numbers are in card.json.</p>"
