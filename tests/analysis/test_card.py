@@ -219,7 +219,7 @@ def test_write_card_leaves_no_json_when_drawing_fails(results, tmp_path, monkeyp
     def broken(*_args, **_kwargs):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr("matteralign.plots.card.render_card_html", broken)
+    monkeypatch.setattr("matteralign.plots.card_page.render_card_html", broken)
     with pytest.raises(RuntimeError):
         write_card(card, tmp_path / "out")
     assert not (tmp_path / "out" / "card.json").exists()

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from matteralign.plots.card import card_html, plot_card, render_card_html
+from matteralign.plots.card import plot_card
+from matteralign.plots.card_page import card_html, render_card_html
 
 ZOO = [("sevennet-0-22may2024", "atoms", ""), ("cgcnn-formation-energy", "atoms", ""),
        ("mace-mp-0-medium", "atoms", ""), ("chgnet-0.3.0", "atoms", ""),

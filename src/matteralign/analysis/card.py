@@ -385,7 +385,8 @@ def _json_safe(value: Any) -> Any:
 def write_card(card: dict[str, Any], out: str | os.PathLike[str]) -> dict[str, Path]:
     """``card.png``, ``card.html`` and last ``card.json`` in ``out``, each written atomically
     (a card.json is only there when the whole card was)."""
-    from matteralign.plots.card import plot_card, render_card_html
+    from matteralign.plots.card import plot_card
+    from matteralign.plots.card_page import render_card_html
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
