@@ -223,3 +223,15 @@ def test_write_card_leaves_no_json_when_drawing_fails(results, tmp_path, monkeyp
     with pytest.raises(RuntimeError):
         write_card(card, tmp_path / "out")
     assert not (tmp_path / "out" / "card.json").exists()
+
+
+def test_past_the_memory_budget_the_streamed_engine_gives_the_same_values(results, tmp_path):
+    path = _copy_of(results, "sevennet-0", tmp_path, transform=lambda x: np.tanh(x))
+    dense = build_card(results, "qm9", embeddings=path)
+    streamed = build_card(results, "qm9", embeddings=path, dense_budget=0)
+    assert (dense["settings"]["engine"], streamed["settings"]["engine"]) == ("dense", "streamed")
+    for metric in PAIRWISE_METRICS:
+        for a, b in zip(dense["metrics"][metric]["to_zoo"], streamed["metrics"][metric]["to_zoo"],
+                        strict=True):
+            for key in ("value", "ci_low", "ci_high"):
+                assert a[key] == pytest.approx(b[key], abs=1e-10), (metric, key)
