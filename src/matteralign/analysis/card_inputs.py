@@ -128,7 +128,8 @@ def read_new_embedding(ids: list[str], *, embeddings: str | os.PathLike[str] | N
                              f"{len(rows)} ids: row i must embed the i-th id")
         n = len(rows)
         new = EmbeddingFile(ids=rows, embeddings=array, valid=np.ones(n, bool), errors=[""] * n,
-                            attrs={"model": name or Path(source).stem, "weights": "",
+                            attrs={"model": name or Path(source).stem,
+                                   "weights": "not recorded (embeddings given as .npy)",
                                    "weights_sha256": "", "random_init": False,
                                    "source": "npy"})
     return _in_dataset_order(new, ids, source)
