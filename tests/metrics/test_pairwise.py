@@ -20,7 +20,8 @@ def emb() -> dict[str, np.ndarray]:
 
 
 def test_registry() -> None:
-    assert M.PAIRWISE_METRICS == ("cknna", "mutual_knn", "cka", "dcor", "information_imbalance")
+    assert M.PAIRWISE_METRICS == ("cknna", "mutual_knn", "cka", "dcor", "information_imbalance",
+                                  "gfre", "lfre")
     assert M.PER_MODEL_METRICS == ("intrinsic_dim",)
     for name in M.PAIRWISE_METRICS + M.PER_MODEL_METRICS:
         info = M.METRIC_INFO[name]

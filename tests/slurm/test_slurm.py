@@ -35,7 +35,8 @@ PROFILES = ["--profile", "profiles/slurm", "--profile", "profiles/slurm-local-te
 
 MODELS = ["chgnet-0.3.0", "morgan-fp", "composition"]
 FAMILIES = {"chgnet-0.3.0": "chgnet", "morgan-fp": "baseline", "composition": "baseline"}
-METRICS = ["cknna", "mutual_knn", "cka", "dcor", "information_imbalance", "intrinsic_dim"]
+METRICS = ["cknna", "mutual_knn", "cka", "dcor", "information_imbalance", "intrinsic_dim",
+           "gfre", "lfre"]
 # jobs of the small study, and the SLURM jobs they make: align and its 6 figures share one
 # group job (group "metrics"); `all` is Snakemake's local target rule and runs no command
 JOBS = {"prepare_dataset": 1, "embed": len(MODELS), "align": 1, "plot_metric": len(METRICS),

@@ -25,7 +25,8 @@ MODELS = ["chgnet-0.3.0", "sevennet-0", "minilm-l6-v2", "morgan-fp", "compositio
 FAMILIES = {"chgnet-0.3.0": "chgnet", "sevennet-0": "sevenn", "minilm-l6-v2": "text",
             "morgan-fp": "baseline", "composition": "baseline"}
 GRID = {"qm9": MODELS, "coremof": [m for m in MODELS if m != "morgan-fp"]}
-METRICS = ["cknna", "mutual_knn", "cka", "dcor", "information_imbalance", "intrinsic_dim"]
+METRICS = ["cknna", "mutual_knn", "cka", "dcor", "information_imbalance", "intrinsic_dim",
+           "gfre", "lfre"]
 #: the analysis files of every dataset, and its figures besides the metric heatmaps
 ANALYSIS = ["performance", "probes", "transfer", "convergence", "regimes"]
 ANALYSIS_FIGURES = ["probes", "probe_transfer", "convergence", "tree", "intrinsic_dim_regimes",

@@ -35,7 +35,8 @@ UNTESTABLE = "cannot be tested here"
 VERDICTS = (AGREES, DISAGREES, INCONCLUSIVE, MIXED, UNTESTABLE)
 
 NAMES = {"cknna": "CKNNA", "mutual_knn": "mutual k-NN", "cka": "CKA", "dcor": "dCor",
-         "information_imbalance": "Δ", "intrinsic_dim": "TwoNN ID"}
+         "information_imbalance": "Δ", "intrinsic_dim": "TwoNN ID", "gfre": "GFRE",
+         "lfre": "LFRE"}
 
 
 @dataclass
@@ -193,6 +194,12 @@ def _entry(metric: MetricFile, name: str, i: int, j: int) -> float:
     return float(array[i, j]) if array is not None else math.nan
 
 
+def directional(metric: MetricFile) -> bool:
+    """Whether entry (a, b) means "a → b" (the lower-is-aligned metrics of the table: the
+    information imbalance, GFRE, LFRE) rather than an orientation of one similarity."""
+    return not higher_is_aligned(metric)
+
+
 def higher_is_aligned(metric: MetricFile) -> bool:
     return attr_flag(metric.attrs.get("higher_is_aligned")) is not False
 
@@ -214,10 +221,10 @@ def calibrate(value: float, null_mean: float, higher: bool, upper: float) -> flo
 def pair_value(metric: MetricFile, a: str, b: str) -> PairValue:
     """The (a, b) entry with its bootstrap interval and permutation null. Symmetric metrics
     (and CKNNA, asymmetric only in rounding) average both orientations; the information
-    imbalance keeps the direction a → b. Above chance needs both orientations beyond the
-    null's 95th percentile (5th for the information imbalance)."""
+    imbalance and the reconstruction errors keep the direction a → b. Above chance needs
+    both orientations beyond the null's 95th percentile (5th where lower is aligned)."""
     i, j = metric.models.index(a), metric.models.index(b)
-    cells = [(i, j)] if metric.metric == "information_imbalance" else [(i, j), (j, i)]
+    cells = [(i, j)] if directional(metric) else [(i, j), (j, i)]
 
     def mean(name: str) -> float:
         return float(np.mean([_entry(metric, name, r, c) for r, c in cells]))
@@ -251,7 +258,7 @@ def describe_pair(metric: MetricFile, a: str, b: str, dataset: str) -> str:
     """"CKNNA(a, b) on qm9 = 0.28 [0.25, 0.31], chance 0.02 (95% null 0.03), calibrated 0.27
     [0.24, 0.30], above chance" — with what is missing said where it is missing."""
     v = pair_value(metric, a, b)
-    arrow = " → " if metric.metric == "information_imbalance" else ", "
+    arrow = " → " if directional(metric) else ", "
     text = f"{NAMES.get(metric.metric, metric.metric)}({a}{arrow}{b}) on {dataset} = {num(v.raw)}"
     text += f" [{num(v.ci_low)}, {num(v.ci_high)}]" if np.isfinite(v.ci_low) else \
         " (no interval: metrics.bootstrap = 0)"

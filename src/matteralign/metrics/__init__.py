@@ -11,6 +11,7 @@ from .intrinsic_dim import twonn_id
 from .kernel import cka, cknna, mutual_knn
 from .neighbours import information_imbalance
 from .pairwise import METRIC_INFO, PAIRWISE_METRICS, PER_MODEL_METRICS, pairwise
+from .reconstruction import gfre, lfre
 from .spec import ALIASES, SPECS, MetricSpec
 
 __all__ = [
@@ -24,7 +25,9 @@ __all__ = [
     "clear_workspace",
     "cknna",
     "dcor",
+    "gfre",
     "information_imbalance",
+    "lfre",
     "mutual_knn",
     "pairwise",
     "twonn_id",

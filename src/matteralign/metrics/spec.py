@@ -29,6 +29,7 @@ from .kernel import (
     self_hsic,
 )
 from .neighbours import ii_matrix
+from .reconstruction import gfre_matrix, lfre_matrix
 
 #: the engine statistics a metric can ask for (the fields of ``_engine.Needs``)
 ENGINE_NEEDS: tuple[str, ...] = ("knn", "nn", "ii", "dcor")
@@ -74,6 +75,9 @@ class MetricSpec:
     #: the report's caption of the metric's figure (reStructuredText)
     caption: str
     aliases: tuple[str, ...] = ()
+    #: whether a study without ``metrics.names`` computes it (the paper's metrics; the
+    #: reconstruction errors cost several times all of those together, so they are opt-in)
+    study_default: bool = True
 
 
 def _cknna(x: Inputs) -> np.ndarray:
@@ -138,6 +142,18 @@ def _intrinsic_dim(x: Inputs) -> np.ndarray:
                      for r in x.res.r12])
 
 
+def _features(x: Inputs) -> list[np.ndarray]:
+    return [x.be.to_numpy(a) for a in x.data]
+
+
+def _gfre(x: Inputs) -> np.ndarray:
+    return gfre_matrix(_features(x))
+
+
+def _lfre(x: Inputs) -> np.ndarray:
+    return lfre_matrix(_features(x))
+
+
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         name="cknna", needs=("knn",), compute=_cknna, per_model=False,
@@ -198,6 +214,34 @@ METRICS: tuple[MetricSpec, ...] = (
         caption="TwoNN intrinsic dimension (Facco et al. 2017) of each model's embedding of "
         "the dataset.",
         aliases=("twonn", "twonn_id", "id"),
+    ),
+    MetricSpec(
+        name="gfre", needs=(), compute=_gfre, per_model=False, symmetric=False,
+        study_default=False,
+        higher_is_aligned=False, range=(0.0, float("inf")), function="gfre", min_n=4,
+        uses_k=False, title="GFRE(row → column)",
+        description="Global feature reconstruction error GFRE(row → column) (Goscinski et al. "
+        "2021): held-out error of a ridge map from row's features to column's; 0 = "
+        "reconstructed, ≈1 = no information",
+        caption="Global feature reconstruction error GFRE(row → column) (Goscinski et al. "
+        "2021): root mean squared held-out error (2-fold) of the cross-validated ridge map from "
+        "the row model's standardised features to the column model's. Asymmetric; 0 = the "
+        "column's features are a linear function of the row's, ≈1 = the row carries no linear "
+        "information about them. Rows are sources, columns targets.",
+    ),
+    MetricSpec(
+        name="lfre", needs=(), compute=_lfre, per_model=False, symmetric=False,
+        study_default=False,
+        higher_is_aligned=False, range=(0.0, float("inf")), function="lfre", min_n=4,
+        uses_k=False, title="LFRE(row → column)",
+        description="Local feature reconstruction error LFRE(row → column) (Goscinski et al. "
+        "2021): held-out error of ridge maps fitted on each point's 15 nearest neighbours in "
+        "row's space; 0 = reconstructed, ≈1 = no information",
+        caption="Local feature reconstruction error LFRE(row → column) (Goscinski et al. "
+        "2021): as GFRE, but each held-out structure is predicted by a ridge map fitted on its "
+        "15 nearest training structures in the row model's space, so a smooth nonlinear "
+        "relation counts as reconstructed. Asymmetric; 0 = reconstructed, ≈1 = no "
+        "information. Rows are sources, columns targets.",
     ),
 )
 
