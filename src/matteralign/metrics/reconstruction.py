@@ -13,8 +13,9 @@ not depend on the target and is done once per source for all targets (``*_matrix
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -145,7 +146,12 @@ def _filters(s: np.ndarray, relative: np.ndarray) -> np.ndarray:
     return s[None, :] / (s[None, :] ** 2 + relative[:, None] * s[0] ** 2)
 
 
-def _gfre_target(source: list[_GlobalFold], target: _Target) -> Reconstruction:
+def _over_folds(source: Sequence[Any], target: _Target,
+                fit: Callable[[int, Any, np.ndarray], tuple[np.ndarray, np.ndarray, int]]
+                ) -> Reconstruction:
+    """Pool the held-out squared errors over the outer folds: ``fit(f, fold, y_train)`` gives
+    the fold's selection curve over RELATIVE_ALPHAS, its held-out prediction and the chosen
+    penalty's index."""
     n = len(target.y)
     outer = np.empty(n, dtype=np.int64)
     squared, chosen = 0.0, np.empty(len(source))
@@ -153,20 +159,30 @@ def _gfre_target(source: list[_GlobalFold], target: _Target) -> Reconstruction:
     for f, fold in enumerate(source):
         outer[fold.test] = f
         y_train, y_test = target.parts(f, fold.train, fold.test)
-        for rows, u_h, s_h, a, gram in fold.halves:
-            # ‖y_o − A g B‖² for every penalty at once, with B = U_hᵀ y_h and g the filters
-            fit, held = y_train[rows], y_train[~rows]
-            b = u_h.T @ fit
-            c = ((a.T @ held) * b).sum(axis=1)
-            g = _filters(s_h, RELATIVE_ALPHAS)
-            cv[f] += (float((held**2).sum()) - 2.0 * g @ c
-                      + np.einsum("ar,rs,as->a", g, gram * (b @ b.T), g))
-        best = _best(cv[f])
+        cv[f], prediction, best = fit(f, fold, y_train)
         chosen[f] = RELATIVE_ALPHAS[best]
-        g = _filters(fold.s, RELATIVE_ALPHAS[best : best + 1])[0]
-        prediction = (fold.test_v * g) @ (fold.u.T @ y_train)
         squared += float(((y_test - prediction) ** 2).sum())
     return Reconstruction(float(np.sqrt(squared / n)), outer, chosen, cv)
+
+
+def _gfre_fold(_f: int, fold: _GlobalFold,
+               y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    cv = np.zeros(len(RELATIVE_ALPHAS))
+    for rows, u_h, s_h, a, gram in fold.halves:
+        # ‖y_o − A g B‖² for every penalty at once, with B = U_hᵀ y_h and g the filters
+        fit, held = y_train[rows], y_train[~rows]
+        b = u_h.T @ fit
+        c = ((a.T @ held) * b).sum(axis=1)
+        g = _filters(s_h, RELATIVE_ALPHAS)
+        cv += (float((held**2).sum()) - 2.0 * g @ c
+               + np.einsum("ar,rs,as->a", g, gram * (b @ b.T), g))
+    best = _best(cv)
+    g = _filters(fold.s, RELATIVE_ALPHAS[best : best + 1])[0]
+    return cv, (fold.test_v * g) @ (fold.u.T @ y_train), best
+
+
+def _gfre_target(source: list[_GlobalFold], target: _Target) -> Reconstruction:
+    return _over_folds(source, target, _gfre_fold)
 
 
 def gfre_fit(x: np.ndarray, y: np.ndarray, folds: int = DEFAULT_FOLDS,
@@ -239,13 +255,7 @@ def _local_folds(x: np.ndarray, k_local: int, folds: int, seed: int) -> list[_Lo
 
 
 def _lfre_target(source: list[_LocalFold], target: _Target) -> Reconstruction:
-    n = len(target.y)
-    outer = np.empty(n, dtype=np.int64)
-    squared, chosen = 0.0, np.empty(len(source))
-    cv = np.zeros((len(source), len(RELATIVE_ALPHAS)))
-    for f, fold in enumerate(source):
-        outer[fold.test] = f
-        y_train, y_test = target.parts(f, fold.train, fold.test)
+    def fit(f: int, fold: _LocalFold, y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         nb = fold.neighbours
         n_test, k = nb.shape
         # the target enters the selection only through its centred local Gram matrices
@@ -264,15 +274,14 @@ def _lfre_target(source: list[_LocalFold], target: _Target) -> Reconstruction:
         terms = (fold.vec[:, :, :, None] * fold.vec[:, :, None, :] * moments[:, None])
         residual = terms.reshape(n_test, k, k * k) @ pairs  # [n_test, k, A]
         leverage = 1.0 - 1.0 / k - fold.vec**2 @ h.transpose(1, 2, 0)
-        cv[f] = (residual / np.maximum(leverage, 1e-12) ** 2).sum(axis=(0, 1))
-        best = _best(cv[f])
-        chosen[f] = RELATIVE_ALPHAS[best]
+        cv = (residual / np.maximum(leverage, 1e-12) ** 2).sum(axis=(0, 1))
+        best = _best(cv)
         # ŷ_i = ȳ + Ycᵀ β = Σ_j c_j y_(nb_j), β = V κ / (λ + α), c = β + (1 − Σβ)/k
         beta = (fold.vec @ (fold.kappa / (fold.lam + alpha[best]))[:, :, None])[:, :, 0]
         weights = beta + (1.0 - beta.sum(1, keepdims=True)) / k
-        prediction = (weights[:, None, :] @ y_train[nb])[:, 0]
-        squared += float(((y_test - prediction) ** 2).sum())
-    return Reconstruction(float(np.sqrt(squared / n)), outer, chosen, cv)
+        return cv, (weights[:, None, :] @ y_train[nb])[:, 0], best
+
+    return _over_folds(source, target, fit)
 
 
 def lfre_fit(x: np.ndarray, y: np.ndarray, k_local: int = DEFAULT_K_LOCAL,
