@@ -78,6 +78,7 @@ def pairwise(
     seed: int = 0,
     block_size: int | None = None,
     memory_budget: int | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, tuple[np.ndarray, list[str]]]:
     """All metrics for all pairs of models, each model's statistics computed once.
 
@@ -115,6 +116,9 @@ def pairwise(
     block_size, memory_budget
         rows per streamed block, or the byte budget that picks it (default 512 MiB on CPU,
         2 GiB on a GPU).
+    groups
+        one label per row (e.g. the structure of each atom's row): the half-samples then draw
+        half of the groups with all their rows, since rows of one group are not independent.
 
     Returns
     -------
@@ -151,7 +155,7 @@ def pairwise(
     rng = np.random.default_rng(seed)
     if bootstrap > 0:
         samples: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
-        for subset in half_samples(rng, n, bootstrap):
+        for subset in half_samples(rng, n, bootstrap, groups):
             idx = be.index(subset)
             vals_b = _compute(be, [x[idx] for x in data], wanted, k, opts)
             for name in wanted:

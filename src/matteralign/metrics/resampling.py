@@ -10,13 +10,31 @@ from __future__ import annotations
 import numpy as np
 
 
-def half_samples(rng: np.random.Generator, n: int, bootstrap: int) -> list[np.ndarray]:
+def half_samples(rng: np.random.Generator, n: int, bootstrap: int,
+                 groups: np.ndarray | None = None) -> list[np.ndarray]:
     """B sorted subsets of n // 2 *distinct* rows (delete-half jackknife, Shao & Wu 1989).
 
     Resampling with replacement would put copies of a structure at distance 0, which corrupts
     every neighbour-based metric; the spread of half-sample estimates equals the full-sample
-    sampling variance to first order (finite-population factor (N - d)/d = 1)."""
-    return [np.sort(rng.choice(n, size=n // 2, replace=False)) for _ in range(bootstrap)]
+    sampling variance to first order (finite-population factor (N - d)/d = 1).
+
+    ``groups`` (one label per row, e.g. the structure of each atom): half of the *groups* is
+    drawn and every row of a drawn group kept, because rows of one group are not independent
+    (the unit of resampling is the structure, not the atom)."""
+    if groups is None:
+        return [np.sort(rng.choice(n, size=n // 2, replace=False)) for _ in range(bootstrap)]
+    labels = np.asarray(groups)
+    if labels.shape != (n,):
+        raise ValueError(f"groups: expected one label per row ({n}), got shape {labels.shape}")
+    unique, inverse = np.unique(labels, return_inverse=True)
+    if len(unique) < 2:
+        raise ValueError("groups: half-samples need at least 2 groups")
+    out = []
+    for _ in range(bootstrap):
+        chosen = np.zeros(len(unique), dtype=bool)
+        chosen[rng.choice(len(unique), size=len(unique) // 2, replace=False)] = True
+        out.append(np.flatnonzero(chosen[inverse]))
+    return out
 
 
 def interval(samples: list[np.ndarray], observed: np.ndarray,
