@@ -309,7 +309,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
 def cmd_tree(args: argparse.Namespace) -> int:
     from matteralign.analysis.tree import model_tree
     from matteralign.io import attr_flags, read_metric
-    from matteralign.models.domains import control_label
+    from matteralign.models.domains import control_of
     from matteralign.plots.study import plot_tree
 
     _require_files(args.metric_file)
@@ -318,14 +318,8 @@ def cmd_tree(args: argparse.Namespace) -> int:
         raise InputError(f"{args.metric_file}: the tree needs a similarity matrix (cknna.h5, "
                          f"cka.h5, ...), not {metric.metric!r}")
     tree = model_tree(metric.models, metric.matrix)
-    controls = []
-    for model, random_init in zip(metric.models,
-                                  attr_flags(metric.attrs.get("random_init"), len(metric.models)),
-                                  strict=True):
-        try:
-            controls.append(control_label(model, random_init))
-        except KeyError:
-            controls.append("random-init" if random_init else "")
+    flags = attr_flags(metric.attrs.get("random_init"), len(metric.models))
+    controls = [control_of(m, r) for m, r in zip(metric.models, flags, strict=True)]
     modalities = list(metric.attrs.get("modalities", [""] * len(metric.models)))
     plot_tree(tree, args.out, modalities, controls,
               title=f"Models by {metric.metric} on {metric.attrs.get('dataset', '?')} "

@@ -24,8 +24,10 @@ from matteralign.analysis.card_inputs import Zoo, read_new_embedding, read_zoo
 from matteralign.analysis.convergence import mean_to_others, symmetrised
 from matteralign.analysis.preprocess import preprocess
 from matteralign.analysis.study import load_study
+from matteralign.analysis.study_inputs import is_random_init
 from matteralign.errors import InputError
 from matteralign.io import EmbeddingFile, atomic_path, attr_flags
+from matteralign.models.domains import control_of
 from matteralign.provenance import provenance
 
 CARD_VERSION = 1
@@ -46,21 +48,6 @@ def _progress(items: Iterable[Any], label: str) -> Iterable[Any]:
 
     items = list(items)
     return tqdm(items, desc=label, file=sys.stderr, leave=False, disable=len(items) < 2)
-
-
-def _is_random(new: EmbeddingFile) -> bool:
-    from matteralign.analysis.study_inputs import is_random_init
-
-    return is_random_init(new)
-
-
-def _control(model: str, random_init: bool) -> str:
-    from matteralign.models.domains import control_label
-
-    try:
-        return control_label(model, random_init)
-    except KeyError:  # not a registered model: only its own flag can say
-        return "random-init" if random_init else ""
 
 
 def compare_to_zoo(new: np.ndarray, zoo: dict[str, np.ndarray], metrics: list[str],
@@ -158,7 +145,7 @@ def _probe_sections(zoo: Zoo, new: EmbeddingFile, source: str,
     if "probes" not in zoo.analysis and "performance" not in zoo.analysis:
         return None, None
     inputs = inputs_from_files(zoo.structures, [new], [source])
-    inputs.control_labels = ["random-init" if _is_random(new) else ""]
+    inputs.control_labels = ["random-init" if is_random_init(new) else ""]
     section = None
     if "probes" in zoo.analysis:
         stored = read_probes(zoo.analysis["probes"])
@@ -281,9 +268,9 @@ def build_card(results: str | os.PathLike[str], dataset: str, *,
     sections = {m: metric_section(m, zoo, values, permutations) for m in pair_metrics}
     first = zoo.metric_files[pair_metrics[0]].attrs
     random_init = attr_flags(first.get("random_init"), len(models))
-    controls = [_control(m, r) for m, r in zip(models, random_init, strict=True)]
+    controls = [control_of(m, r) for m, r in zip(models, random_init, strict=True)]
     modalities = [str(v) for v in first.get("modalities", [""] * len(models))]
-    new_random = _is_random(new)
+    new_random = is_random_init(new)
     intrinsic = None
     if "intrinsic_dim" in values:
         stored = zoo.metric_files["intrinsic_dim"]

@@ -30,6 +30,7 @@ from matteralign.io import (
     set_attrs,
     strings,
 )
+from matteralign.models.domains import control_of
 from matteralign.provenance import provenance
 
 
@@ -184,15 +185,6 @@ def _performance(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, obje
             for i, name in enumerate(names)}, units
 
 
-def _control_of(model: str, random_init: bool) -> str:
-    from matteralign.models.domains import control_label
-
-    try:
-        return control_label(model, random_init)
-    except KeyError:  # a model without a recorded domain: only its random-init flag counts
-        return "random-init" if random_init else ""
-
-
 def write_convergence(performance_path: str | os.PathLike[str],
                       metric_path: str | os.PathLike[str], out: str | os.PathLike[str],
                       figure: str | os.PathLike[str] | None = None,
@@ -211,7 +203,7 @@ def write_convergence(performance_path: str | os.PathLike[str],
     performance, probe_units = _performance(performance_path)
     models = metric.models
     random_init = attr_flags(metric.attrs.get("random_init"), len(models))
-    control = [str(performance[m]["control"]) if m in performance else _control_of(m, r)
+    control = [str(performance[m]["control"]) if m in performance else control_of(m, r)
                for m, r in zip(models, random_init, strict=True)]
     energy = np.array([performance.get(m, {}).get("energy_mae", np.nan) for m in models], float)
     measure = "energy_mae" if np.isfinite(energy).any() else "probe_mae"

@@ -29,6 +29,7 @@ from matteralign.io import (
     read_metric,
     read_strings,
 )
+from matteralign.models.domains import control_of
 
 AGREES, DISAGREES, INCONCLUSIVE, MIXED = "agrees", "disagrees", "inconclusive", "mixed"
 UNTESTABLE = "cannot be tested here"
@@ -140,15 +141,6 @@ class DatasetResults:
 
 
 ANALYSIS_FILES = ("performance", "probes", "transfer", "convergence", "regimes")
-
-
-def control_of(model: str, random_init: bool) -> str:
-    from matteralign.models.domains import control_label
-
-    try:
-        return control_label(model, random_init)
-    except KeyError:  # no recorded training domain: only the random-init flag says anything
-        return "random-init" if random_init else ""
 
 
 def load_dataset(results: str | os.PathLike[str], dataset: str, kind: str,

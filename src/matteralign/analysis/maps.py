@@ -79,7 +79,7 @@ def model_maps(structures: str | os.PathLike[str],
                seed: int = 0) -> list[ModelMap]:
     """One map per embedding file, over the structures that model embedded (after the same
     preprocessing as the alignment metrics)."""
-    from matteralign.models.domains import control_label
+    from matteralign.models.domains import control_of
 
     ids, prop = read_property(structures, property_name)
     row_of = {s: i for i, s in enumerate(ids)}
@@ -103,10 +103,7 @@ def model_maps(structures: str | os.PathLike[str],
                                 n_neighbors=min(15, x.shape[0] - 1))
             embedded = np.asarray(reducer.fit_transform(x))
         random_init = bool(emb.attrs.get("random_init", False))
-        try:
-            control = control_label(emb.model, random_init)
-        except KeyError:
-            control = "random-init" if random_init else ""
+        control = control_of(emb.model, random_init)
         maps.append(ModelMap(emb.model, str(emb.attrs.get("modality", "")), control, scores,
                              explained, embedded, values))
     return maps

@@ -14,7 +14,7 @@ metric table's own ``compute`` functions, fed a two-model engine result. Memory
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,23 +134,6 @@ class _Model:
         return out
 
 
-class _PairFeatures(Sequence[Array]):
-    """The pair's feature arrays, for a metric of the table that reads them (none of the
-    study's does once CKA takes its dense form)."""
-
-    def __init__(self, *rows: _Rows) -> None:
-        self._rows = rows
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return self._rows[i].features
-
-    def __iter__(self) -> Iterator[Array]:
-        return (r.features for r in self._rows)
-
-
 def _engine_result(rows: list[_Rows], k: int,
                    ii_sums: tuple[int, int] | None = None) -> EngineResult:
     """What ``run_engine`` would have gathered for these models, from their statistics
@@ -198,7 +181,7 @@ def _evaluate(be: Backend, x: _Rows, ys: Sequence[_Rows], pair_metrics: list[str
     opts = {**opts, "diagonal": False}
     for j, y in enumerate(ys):
         sums = (y.rank_sum(x.nn1), to_new[j]) if needs.ii else None
-        inputs = Inputs(be=be, data=_PairFeatures(x, y), res=_engine_result([x, y], k, sums),
+        inputs = Inputs(be=be, data=[x.features, y.features], res=_engine_result([x, y], k, sums),
                         n=x.n, k=k, opts=opts)
         for name in pair_metrics:
             mat = (_cka_dense(x, y, opts["cka_unbiased"]) if name == "cka"
@@ -210,7 +193,7 @@ def _evaluate(be: Backend, x: _Rows, ys: Sequence[_Rows], pair_metrics: list[str
 def _per_model(be: Backend, x: _Rows, metrics: list[str], k: int,
                opts: Mapping[str, Any]) -> dict[str, float]:
     res = _engine_result([x], k)
-    inputs = Inputs(be=be, data=_PairFeatures(x), res=res, n=x.n, k=k, opts=opts)
+    inputs = Inputs(be=be, data=[x.features], res=res, n=x.n, k=k, opts=opts)
     return {name: float(SPECS[name].compute(inputs)[0]) for name in metrics}
 
 

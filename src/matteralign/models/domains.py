@@ -125,3 +125,12 @@ def control_label(model: str, random_init: bool) -> str:
     if random_init:
         return "random-init"
     return "baseline" if training_domain(model).baseline else ""
+
+
+def control_of(model: str, random_init: bool) -> str:
+    """:func:`control_label`, or for a model without a recorded training domain (a file from
+    elsewhere) only what its random-init flag says."""
+    try:
+        return control_label(model, random_init)
+    except KeyError:
+        return "random-init" if random_init else ""
