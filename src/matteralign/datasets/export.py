@@ -76,18 +76,14 @@ def _write_smiles(records: Sequence[Record], path: Path) -> int:
     return len(lines)
 
 
-def csv_header(records: Sequence[Record]) -> list[str]:
-    """The fixed columns, then one column per property any record has (sorted)."""
-    names = sorted({key for r in records for key in r.properties})
-    return [*CSV_COLUMNS, *(f"properties/{k}" if k in CSV_COLUMNS else k for k in names)]
-
-
 def _write_csv(records: Sequence[Record], path: Path) -> int:
-    """Every record, one row; empty cells where a record lacks a value."""
+    """Every record, one row: the fixed columns, then one column per property any record has
+    (sorted); empty cells where a record lacks a value."""
     names = sorted({key for r in records for key in r.properties})
+    header = [*CSV_COLUMNS, *(f"properties/{k}" if k in CSV_COLUMNS else k for k in names)]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(csv_header(records))
+        writer.writerow(header)
         for r in records:
             atoms = r.atoms
             writer.writerow([r.id, r.smiles or "",
