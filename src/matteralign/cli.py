@@ -181,7 +181,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     result = embed_dataset(args.model, args.structures, args.out, weights=args.weights,
                            device=args.device, batch_size=args.batch_size,
-                           options=json.loads(args.options), sha256=args.sha256)
+                           options=json.loads(args.options), sha256=args.sha256,
+                           atoms_output=args.atoms_out,
+                           **({"max_atoms_total": args.max_atoms_total}
+                              if args.max_atoms_total is not None else {}))
     print(f"{args.model}: {int(result.valid.sum())}/{len(result.ids)} structures embedded, "
           f"dim {result.embeddings.shape[1]}, weights {result.attrs['weights']}")
     return 0
@@ -210,6 +213,20 @@ def cmd_align(args: argparse.Namespace) -> int:
                             seed=args.seed, device=args.device)
     for metric, result in written.items():
         print(f"{metric}: {len(result.models)} models, n_used={result.attrs['n_used']}")
+    return 0
+
+
+def cmd_align_atoms(args: argparse.Namespace) -> int:
+    from matteralign.analysis.atoms import align_atoms
+
+    outputs = dict(item.split("=", 1) for item in args.out)
+    by_element = dict(item.split("=", 1) for item in args.by_element)
+    written = align_atoms(args.atoms, outputs, by_element or None, k=args.k,
+                          preprocessing=args.preprocessing, bootstrap=args.bootstrap,
+                          permutations=args.permutations, seed=args.seed, device=args.device)
+    for metric, result in written.items():
+        print(f"{metric}: {len(result.models)} models, {result.attrs['n_atoms']} atoms of "
+              f"{result.attrs['n_structures']} structures")
     return 0
 
 
@@ -444,6 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", default="{}",
                    help="the adapter's options as JSON, e.g. '{\"max_atoms\": 200}'")
     p.add_argument("--sha256", default=None, help="stop unless the weights have this sha256")
+    p.add_argument("--atoms-out", default=None, metavar="PATH",
+                   help="also write each atom's features before pooling (interatomic "
+                        "potentials) to this per-atom file")
+    p.add_argument("--max-atoms-total", type=int, default=None,
+                   help="most atoms in the per-atom file (default 20,000): structures are "
+                        "taken in sha256(id) order while they fit")
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("env", help="model-family environments")
@@ -471,6 +494,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("align-atoms", help="all metrics over the atoms of one dataset (per-atom "
+                       "files), bootstrapped over structures")
+    p.add_argument("--atoms", nargs="+", required=True, help="per-atom embedding files")
+    p.add_argument("--out", nargs="+", required=True, metavar="METRIC=PATH")
+    p.add_argument("--by-element", nargs="*", default=[], metavar="METRIC=PATH",
+                   help="the same metrics within each element, one file per metric")
+    p.add_argument("--k", type=int, default=25)
+    p.add_argument("--preprocessing", default="l2")
+    p.add_argument("--bootstrap", type=int, default=0)
+    p.add_argument("--permutations", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_align_atoms)
 
     p = sub.add_parser("plot", help="figure of one metric file")
     p.add_argument("metric_file")

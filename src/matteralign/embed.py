@@ -6,6 +6,10 @@ laptop run) loads the finished shards of the same model, weights, dataset, code 
 versions and continues from there; shards of another code or package version are dropped and
 the model starts over, so a file never mixes rows of two versions. The parts are removed once
 the final file is written.
+
+With ``atoms_output``, the same forward passes also give every atom's features before pooling
+(models with ``per_atom``), written to a per-atom file for the atom-level study: the atoms of
+the structures :func:`atom_structures` selects, the same structures for every model.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import numpy as np
 from tqdm import tqdm
 
 from matteralign.datasets.store import read_structure_attrs, read_structures
+from matteralign.errors import MatterAlignError
 from matteralign.io import (
+    AtomEmbeddingFile,
     CorruptFileError,
     EmbeddingFile,
     atomic_h5,
@@ -34,6 +40,7 @@ from matteralign.io import (
     open_h5,
     read_strings,
     strings,
+    write_atom_embeddings,
     write_embeddings,
 )
 from matteralign.models import ModelAdapter, get_model
@@ -48,6 +55,12 @@ SHARD_SIZE = int(os.environ.get("MATTERALIGN_SHARD_SIZE") or 256)
 #: atoms per forward pass for 3D models (adapters may set ``max_batch_atoms``): a batch of
 #: sixteen 1,000-atom proteins would need tens of GB for an equivariant network
 MAX_BATCH_ATOMS = 2048
+#: default bound on the atoms of a per-atom file (QM9's 1,000 molecules have about 18,000)
+MAX_ATOMS_TOTAL = 20_000
+
+
+class PerAtomUnavailable(MatterAlignError, ValueError):
+    """Per-atom features were asked of a model that gives none (not an interatomic potential)."""
 
 
 def _error(err: BaseException) -> str:
@@ -55,17 +68,20 @@ def _error(err: BaseException) -> str:
 
 
 class _Shard:
-    """What one shard produced: row index -> vector / energy / error."""
+    """What one shard produced: row index -> vector / energy / error, and the per-atom
+    features (float64) of the rows whose atoms are kept."""
 
     def __init__(self) -> None:
         self.vectors: dict[int, np.ndarray] = {}
         self.energies: dict[int, float] = {}
         self.errors: dict[int, str] = {}
+        self.atoms: dict[int, np.ndarray] = {}
 
     def update(self, other: _Shard) -> None:
         self.vectors.update(other.vectors)
         self.energies.update(other.energies)
         self.errors.update(other.errors)
+        self.atoms.update(other.atoms)
 
     def save(self, path: Path, indices: Sequence[int], fingerprint: str,
              versions: Mapping[str, str] | None = None) -> None:
@@ -83,6 +99,13 @@ class _Shard:
             handle.create_dataset("energies", data=energies)
             handle.create_dataset("errors", data=strings([self.errors.get(i, "") for i in rows]))
             handle.create_dataset("done", data=np.array([i in self.vectors for i in rows]))
+            kept = [i for i in rows if i in self.atoms]
+            handle.create_dataset("atom_rows", data=np.array(kept, dtype=np.int64))
+            handle.create_dataset("atom_counts", data=np.array(
+                [len(self.atoms[i]) for i in kept], dtype=np.int64))
+            atom_dim = self.atoms[kept[0]].shape[1] if kept else 0
+            handle.create_dataset("atom_vectors", data=np.concatenate(
+                [self.atoms[i] for i in kept]) if kept else np.zeros((0, atom_dim)))
             handle.attrs["fingerprint"] = fingerprint
             for key, value in (versions or {}).items():
                 handle.attrs[key] = value
@@ -96,6 +119,8 @@ class _Shard:
             rows = data["indices"].tolist()
             vectors, energies = data["vectors"], data["energies"]
             errors, done = read_strings(data["errors"]), data["done"]
+            atom_rows, atom_counts = data["atom_rows"].tolist(), data["atom_counts"]
+            atom_vectors = data["atom_vectors"]
         except (OSError, KeyError, CorruptFileError):
             return None  # unreadable or damaged part: recompute it
         shard = cls()
@@ -106,10 +131,25 @@ class _Shard:
                     shard.energies[i] = float(energies[j])
             else:
                 shard.errors[i] = errors[j]
+        offsets = np.concatenate([[0], np.cumsum(atom_counts)]).astype(np.int64)
+        for j, i in enumerate(atom_rows):
+            shard.atoms[i] = atom_vectors[offsets[j]:offsets[j + 1]]
         return shard, rows
 
 
-def _embed_rows(adapter: ModelAdapter, records: Sequence[Record], rows: Sequence[int]) -> _Shard:
+def _atom_rows(out_atoms: list[np.ndarray] | None, j: int, record: Record) -> np.ndarray:
+    """Record ``j``'s per-atom features from an adapter's output, checked against its atoms."""
+    if out_atoms is None:
+        raise RuntimeError("the adapter returned no per-atom features")
+    rows = np.asarray(out_atoms[j], dtype=np.float64)
+    n_atoms = len(record.atoms) if record.atoms is not None else 0
+    if rows.ndim != 2 or rows.shape[0] != n_atoms:
+        raise RuntimeError(f"per-atom features of shape {rows.shape} for {n_atoms} atoms")
+    return rows
+
+
+def _embed_rows(adapter: ModelAdapter, records: Sequence[Record], rows: Sequence[int],
+                keep_atoms: frozenset[int] = frozenset()) -> _Shard:
     shard = _Shard()
 
     def keep(indices: Sequence[int]) -> None:
@@ -119,6 +159,8 @@ def _embed_rows(adapter: ModelAdapter, records: Sequence[Record], rows: Sequence
             if not np.all(np.isfinite(vector)):
                 shard.errors[i] = "non-finite embedding"
                 continue
+            if i in keep_atoms:
+                shard.atoms[i] = _atom_rows(out.atom_embeddings, j, records[i])
             shard.vectors[i] = vector
             if out.energy is not None:
                 shard.energies[i] = float(out.energy[j])
@@ -243,6 +285,43 @@ def _stale_parts(parts: Path, fingerprint: str, versions: Mapping[str, str]) -> 
     return None
 
 
+def atom_structures(records: Sequence[Record], max_atoms_total: int) -> np.ndarray:
+    """Which structures' atoms a per-atom file holds (bool [N]): structures taken in the
+    order of the sha256 of their ids (a fixed pseudo-random order, the same for every model
+    and independent of the dataset's row order), each while the total stays within
+    ``max_atoms_total`` atoms. All of them when the dataset fits."""
+    chosen = np.zeros(len(records), dtype=bool)
+    order = sorted(range(len(records)),
+                   key=lambda i: hashlib.sha256(records[i].id.encode()).hexdigest())
+    total = 0
+    for i in order:
+        atoms = records[i].atoms
+        size = len(atoms) if atoms is not None else 0
+        if size and total + size <= max_atoms_total:
+            chosen[i] = True
+            total += size
+    return chosen
+
+
+def _atom_file(records: Sequence[Record], result: _Shard, attrs: Mapping[str, Any]
+               ) -> AtomEmbeddingFile:
+    rows = sorted(result.atoms)
+    counts = [len(result.atoms[i]) for i in rows]
+    dim = result.atoms[rows[0]].shape[1] if rows else 0
+    numbers = [np.asarray(records[i].atoms.numbers, np.int64) for i in rows]  # type: ignore[union-attr]
+    return AtomEmbeddingFile(
+        embeddings=np.concatenate([result.atoms[i] for i in rows]) if rows
+        else np.zeros((0, dim)),
+        structure_ids=[records[i].id for i, n in zip(rows, counts, strict=True)
+                       for _ in range(n)],
+        structure_index=np.repeat(np.array(rows, np.int64), counts),
+        atom_index=np.concatenate([np.arange(n) for n in counts]).astype(np.int64) if rows
+        else np.zeros(0, np.int64),
+        atomic_number=np.concatenate(numbers) if rows else np.zeros(0, np.int64),
+        attrs=dict(attrs),
+    )
+
+
 def embed_dataset(
     model: str,
     structures: str | os.PathLike[str],
@@ -253,6 +332,8 @@ def embed_dataset(
     progress: bool = True,
     options: Mapping[str, Any] | None = None,
     sha256: str | None = None,
+    atoms_output: str | os.PathLike[str] | None = None,
+    max_atoms_total: int = MAX_ATOMS_TOTAL,
 ) -> EmbeddingFile:
     """Embed every structure of ``structures`` with ``model``; write and return the result.
 
@@ -260,14 +341,24 @@ def embed_dataset(
     failure inside the model) are kept as invalid rows with the reason in ``errors``.
     ``options`` go to the adapter (e.g. ``max_atoms``, ``allow_pickle``,
     ``trust_remote_code``); ``sha256`` pins the weights file: a different file stops the job
-    before anything is computed.
+    before anything is computed. ``atoms_output``: also write the per-atom features of the
+    structures :func:`atom_structures` picks within ``max_atoms_total`` atoms there.
     """
     options = dict(options or {})
     adapter = get_model(model, weights=weights, device=device, **options)
+    if atoms_output is not None and not adapter.per_atom:
+        raise PerAtomUnavailable(
+            f"model {model!r} gives no per-atom features (only interatomic potentials do); "
+            "leave it out of the atom-level study (it is not a 3D model with atom features)")
+    if max_atoms_total < 1:
+        raise ValueError(f"max_atoms_total must be >= 1, got {max_atoms_total}")
     weights_sha256 = check_weights_pin(adapter, sha256)
     adapter.load()
     options_json = json.dumps(options, sort_keys=True, default=str)
     records = read_structures(structures)
+    keep_atoms = frozenset(np.flatnonzero(atom_structures(records, max_atoms_total)).tolist()
+                           if atoms_output is not None else ())
+    atoms_key = f"atoms<={max_atoms_total}" if atoms_output is not None else "pooled"
     data_attrs = read_structure_attrs(structures)
     n = len(records)
     reasons = input_problems(adapter, records)
@@ -276,7 +367,7 @@ def embed_dataset(
     parts = Path(f"{output}.parts")
     versions = {"code_sha256": code_sha256(adapter), "packages_sha256": packages_sha256()}
     fingerprint = _fingerprint(adapter, str(data_attrs.get("dataset_sha256", "")),
-                               options_json, versions)
+                               f"{options_json}|{atoms_key}", versions)
     stale = _stale_parts(parts, fingerprint, versions) if parts.is_dir() else None
     if stale:
         print(f"{adapter.name}: {parts}: {stale}", file=sys.stderr)
@@ -296,7 +387,7 @@ def embed_dataset(
             continue
         shard = _Shard()
         for chunk in _batches(adapter, records, rows, batch):
-            shard.update(_embed_rows(adapter, records, chunk))
+            shard.update(_embed_rows(adapter, records, chunk, keep_atoms))
             bar.update(len(chunk))
         shard.save(part, rows, fingerprint, versions)
         result.update(shard)
@@ -347,6 +438,17 @@ def embed_dataset(
         energy=energy if adapter.produces_energy else None,
         attrs=attrs,
     )
+    if atoms_output is not None:
+        atom_file = _atom_file(records, result, {
+            **attrs, "max_atoms_total": max_atoms_total,
+            "n_structures": len(result.atoms),
+            "n_structures_selected": len(keep_atoms),
+            "selection": "structures in sha256(id) order while the atoms total <= "
+                         "max_atoms_total; those the model embedded",
+        })
+        write_atom_embeddings(atoms_output, atom_file)
+        print(f"{adapter.name}: {len(atom_file.structure_ids)} atoms of {len(result.atoms)} "
+              f"structures -> {atoms_output}", file=sys.stderr)
     write_embeddings(output, embedding)
     shutil.rmtree(parts, ignore_errors=True)
     return embedding

@@ -298,6 +298,63 @@ def read_embeddings(path: str | os.PathLike[str]) -> EmbeddingFile:
 
 
 # ---------------------------------------------------------------------------------------------
+# Atom embeddings: results/{dataset}/atoms/{model}.h5
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AtomEmbeddingFile:
+    """In-memory form of one per-atom embedding file: one row per atom of the embedded
+    structures, in structure order and within a structure in atom order."""
+
+    embeddings: np.ndarray  # float64 [A, D]: the pooled file's layer before pooling
+    structure_ids: list[str]  # [A] the id of each row's structure
+    structure_index: np.ndarray  # int64 [A] its row in structures.h5
+    atom_index: np.ndarray  # int64 [A] the atom's index within its structure
+    atomic_number: np.ndarray  # int64 [A]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return str(self.attrs.get("model", ""))
+
+    @property
+    def elements(self) -> list[str]:
+        from ase.data import chemical_symbols
+
+        return [chemical_symbols[int(z)] for z in self.atomic_number]
+
+
+def write_atom_embeddings(path: str | os.PathLike[str], result: AtomEmbeddingFile) -> None:
+    n = len(result.structure_ids)
+    columns = (result.embeddings, result.structure_index, result.atom_index,
+               result.atomic_number)
+    if any(len(column) != n for column in columns):
+        raise ValueError(f"atom embedding arrays disagree on the number of atoms for {path}")
+    with atomic_h5(path) as handle:
+        handle.create_dataset("embeddings", data=np.asarray(result.embeddings, np.float64))
+        handle.create_dataset("structure_ids", data=strings(result.structure_ids))
+        for name in ("structure_index", "atom_index", "atomic_number"):
+            handle.create_dataset(name, data=np.asarray(getattr(result, name), np.int64))
+        handle.create_dataset("element", data=strings(result.elements))
+        set_attrs(handle, {**result.attrs, "n_atoms": n,
+                           "dim": int(result.embeddings.shape[1]) if n else 0})
+
+
+def read_atom_embeddings(path: str | os.PathLike[str]) -> AtomEmbeddingFile:
+    """Read a per-atom embedding file; a damaged one raises :class:`CorruptFileError`."""
+    data, attrs = load_verified(path)
+    return AtomEmbeddingFile(
+        embeddings=require(data, "embeddings", path),
+        structure_ids=read_strings(require(data, "structure_ids", path)),
+        structure_index=require(data, "structure_index", path).astype(np.int64),
+        atom_index=require(data, "atom_index", path).astype(np.int64),
+        atomic_number=require(data, "atomic_number", path).astype(np.int64),
+        attrs=attrs,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Alignment results: results/{dataset}/{metric}.h5
 # ---------------------------------------------------------------------------------------------
 
@@ -312,24 +369,54 @@ class MetricFile:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-def write_metric(path: str | os.PathLike[str], result: MetricFile) -> None:
+def _put_metric(group: h5py.Group, result: MetricFile) -> None:
     if (result.matrix is None) == (result.values is None):
         raise ValueError("a metric file holds exactly one of `matrix` or `values`")
+    if result.matrix is not None:
+        group.create_dataset("matrix", data=np.asarray(result.matrix, dtype=np.float64))
+    else:
+        group.create_dataset("values", data=np.asarray(result.values, dtype=np.float64))
+    group.create_dataset("models", data=strings(result.models))
+    for name, array in result.extra.items():
+        group.create_dataset(name, data=np.asarray(array, dtype=np.float64))
+    set_attrs(group, {**result.attrs, "metric": result.metric})
+
+
+def write_metric(path: str | os.PathLike[str], result: MetricFile) -> None:
     with atomic_h5(path) as handle:
-        if result.matrix is not None:
-            handle.create_dataset("matrix", data=np.asarray(result.matrix, dtype=np.float64))
-        else:
-            handle.create_dataset("values", data=np.asarray(result.values, dtype=np.float64))
-        handle.create_dataset("models", data=strings(result.models))
-        for name, array in result.extra.items():
-            handle.create_dataset(name, data=np.asarray(array, dtype=np.float64))
-        set_attrs(handle, {**result.attrs, "metric": result.metric})
+        _put_metric(handle, result)
+
+
+def write_metric_groups(path: str | os.PathLike[str], results: Mapping[str, MetricFile],
+                        attrs: Mapping[str, Any]) -> None:
+    """Several results of one metric in one file, one HDF5 group each (e.g. one per element:
+    ``results/{dataset}/atoms/by_element/{metric}.h5``), laid out like a metric file."""
+    with atomic_h5(path) as handle:
+        for name, result in results.items():
+            _put_metric(handle.create_group(name), result)
+        set_attrs(handle, {**attrs, "groups": list(results)})
+
+
+def read_metric_groups(path: str | os.PathLike[str]) -> dict[str, MetricFile]:
+    """The results of :func:`write_metric_groups`, by group name, in the order written."""
+    data, attrs = load_verified(path)
+    names = [str(name) for name in attrs.get("groups", [])]
+    with open_h5(path) as handle:
+        group_attrs = {name: read_attrs(handle[name]) for name in names}
+    return {name: _metric_from({key.split("/", 1)[1]: value for key, value in data.items()
+                                if key.startswith(f"{name}/")}, group_attrs[name], path)
+            for name in names}
 
 
 def read_metric(path: str | os.PathLike[str]) -> MetricFile:
     """Read a metric file; a damaged one raises :class:`CorruptFileError`. Its boolean
     attributes come back as bools, also from older files that held them as strings."""
     data, attrs = load_verified(path)
+    return _metric_from(data, attrs, path)
+
+
+def _metric_from(data: dict[str, np.ndarray], attrs: dict[str, Any],
+                 path: str | os.PathLike[str]) -> MetricFile:
     extra = {name: array for name, array in data.items()
              if name not in ("matrix", "values", "models") and "/" not in name}
     models = read_strings(require(data, "models", path))

@@ -32,6 +32,7 @@ import json, sys
 import numpy as np
 from matteralign.datasets.store import read_structures
 from matteralign.embed import embed_dataset, input_problems
+from matteralign.io import read_atom_embeddings
 from matteralign.models import get_model
 structures, folder = sys.argv[1], sys.argv[2]
 MOST = 5
@@ -39,13 +40,17 @@ records = read_structures(structures)
 result = {}
 for name in json.loads(sys.argv[3]):
     out = f"{folder}/{name}.h5"
-    embed_dataset(name, structures, out, progress=False)
+    per_atom = get_model(name).per_atom
+    atoms_out = f"{folder}/{name}.atoms.h5" if per_atom else None
+    pooled = embed_dataset(name, structures, out, progress=False, atoms_output=atoms_out)
     adapter = get_model(name).load()
     valid = [r for r, reason in zip(records, input_problems(adapter, records)) if not reason]
     entry = {"path": out, "label": adapter.weights_label(), "random": adapter.is_random_init,
              "n_checked": len(valid)}
     # repeat and one-by-one on the smallest valid structures (time: the proteins are large)
-    valid = sorted(valid, key=lambda r: len(r.atoms) if r.atoms is not None else 0)[:MOST]
+    valid = sorted(valid, key=lambda r: len(r.atoms) if r.atoms is not None else 0)
+    larger = [r for r in valid if r.atoms is not None and len(r.atoms) >= 3]
+    valid = valid[:MOST]
     batched = adapter.embed_batch(valid).embeddings.astype(np.float64) if valid else None
     if valid:
         single = np.concatenate([adapter.embed_batch([r]).embeddings for r in valid])
@@ -53,6 +58,25 @@ for name in json.loads(sys.argv[3]):
         entry.update(scale=float(np.abs(batched).max()),
                      batch_vs_single=float(np.abs(batched - single).max()),
                      repeat=float(np.abs(batched - again).max()))
+    if per_atom:
+        # the per-atom rows pool to the pooled file's rows bit for bit, and permuting a
+        # structure's atoms permutes its rows
+        atoms = read_atom_embeddings(atoms_out)
+        rows = np.unique(atoms.structure_index)
+        entry["atom_structures"] = len(rows)
+        entry["atoms_pool_exactly"] = all(
+            np.array_equal(atoms.embeddings[atoms.structure_index == i].mean(axis=0)
+                           .astype(np.float32), pooled.embeddings[i]) for i in rows)
+        if larger:
+            record = larger[0]
+            import copy
+            order = np.random.default_rng(0).permutation(len(record.atoms))
+            moved = copy.deepcopy(record)
+            moved.atoms = record.atoms[order]
+            plain = adapter.embed_batch([record]).atom_embeddings[0]
+            shuffled = adapter.embed_batch([moved]).atom_embeddings[0]
+            entry["atom_permutation"] = float(np.abs(shuffled - plain[order]).max()
+                                              / max(np.abs(plain).max(), 1e-12))
     result[name] = entry
 print(json.dumps(result))
 """
@@ -146,3 +170,9 @@ def test_adapter_contract(name, contract):
     assert result["repeat"] <= tolerance, result
     if cls.batch_invariant:  # else the model's own neighbour cap depends on the batch
         assert result["batch_vs_single"] <= 1e-4 * max(1.0, result["scale"]), result
+    # per-atom features (interatomic potentials): the rows the pooled vector averages
+    if cls.per_atom:
+        assert result["atom_structures"] == int(attrs["n_valid"]), result
+        assert result["atoms_pool_exactly"], f"{name}: per-atom rows do not pool to the file"
+        if cls.batch_invariant:  # a neighbour cap may cut ties in another atom order
+            assert result.get("atom_permutation", 0.0) <= 1e-4, result

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from matteralign.analysis.study import AlignmentError, common_valid, load_study
 from matteralign.io import MetricFile, attr_flag, write_metric
 from matteralign.provenance import provenance
 
-__all__ = ["AlignmentError", "align_dataset", "common_valid"]
+__all__ = ["AlignmentError", "align_dataset", "common_valid", "metric_files", "run_attrs"]
 
 
 def align_dataset(
@@ -25,11 +25,10 @@ def align_dataset(
     device: str | None = None,
 ) -> dict[str, MetricFile]:
     """Compute every metric in ``outputs`` (metric -> path) over all models at once."""
-    from matteralign.analysis.calibration import calibration_entries
-    from matteralign.metrics import SPECS, pairwise
+    from matteralign.metrics import pairwise
 
     study = load_study(embedding_paths, preprocessing, min_rows=max(k + 2, 4))
-    files, mask, n_used, names = study.files, study.mask, study.n_used, study.names
+    files, mask = study.files, study.mask
     results = pairwise(study.arrays, metrics=list(outputs), k=k, device=device,
                        bootstrap=bootstrap, permutations=permutations, seed=seed)
     dataset = files[0].attrs.get("dataset", Path(embedding_paths[0]).parent.parent.name)
@@ -37,22 +36,45 @@ def align_dataset(
         "dataset": dataset,
         "dataset_sha256": files[0].attrs.get("dataset_sha256", ""),
         "n_total": len(mask),
-        "n_used": n_used,
+        "n_used": study.n_used,
+        **run_attrs([f.attrs for f in files], k, preprocessing, bootstrap, permutations, seed),
+    }
+    written = metric_files(results, list(outputs), study.names, common, bootstrap,
+                           permutations)
+    for metric, path in outputs.items():
+        write_metric(path, written[metric])
+    return written
+
+
+def run_attrs(file_attrs: Sequence[Mapping[str, Any]], k: int, preprocessing: str,
+              bootstrap: int, permutations: int, seed: int) -> dict[str, Any]:
+    """The settings and the models' provenance every metric file records."""
+    return {
         "k": k,
         "preprocessing": preprocessing,
         "bootstrap": bootstrap,
         "permutations": permutations,
         "seed": seed,
-        "modalities": [str(f.attrs.get("modality", "")) for f in files],
-        "families": [str(f.attrs.get("family", "")) for f in files],
-        "weights": [str(f.attrs.get("weights", "")) for f in files],
-        "random_init": [bool(attr_flag(f.attrs.get("random_init"))) for f in files],
+        "modalities": [str(a.get("modality", "")) for a in file_attrs],
+        "families": [str(a.get("family", "")) for a in file_attrs],
+        "weights": [str(a.get("weights", "")) for a in file_attrs],
+        "random_init": [bool(attr_flag(a.get("random_init"))) for a in file_attrs],
         **provenance(("scipy",)),
     }
+
+
+def metric_files(results: Mapping[str, tuple[Any, list[str]]], metrics: Sequence[str],
+                 names: Sequence[str], common: Mapping[str, Any], bootstrap: int,
+                 permutations: int) -> dict[str, MetricFile]:
+    """``pairwise``'s output as one :class:`MetricFile` per metric, calibrated against the
+    permutation null where there is one."""
+    from matteralign.analysis.calibration import calibration_entries
+    from matteralign.metrics import SPECS
+
     written = {}
-    for metric, path in outputs.items():
+    for metric in metrics:
         value, order = results[metric]
-        if list(order) != names:
+        if list(order) != list(names):
             raise AlignmentError(f"pairwise returned models in another order for {metric}")
         extra = {key.split("/", 1)[1]: arr[0] for key, arr in results.items()
                  if key.startswith(f"{metric}/")}
@@ -62,14 +84,12 @@ def align_dataset(
         if not per_model and bootstrap > 0 and permutations > 0:
             calibrated, calibration = calibration_entries(metric, value, extra, permutations)
             extra.update(calibrated)
-        result = MetricFile(
-            metric=metric, models=names,
+        written[metric] = MetricFile(
+            metric=metric, models=list(names),
             matrix=None if per_model else value,
             values=value if per_model else None,
             extra=extra,
             attrs={**common, "symmetric": spec.symmetric,
                    "higher_is_aligned": spec.higher_is_aligned, **calibration},
         )
-        write_metric(path, result)
-        written[metric] = result
     return written

@@ -24,6 +24,7 @@ class AtomsAdapter(ModelAdapter):
 
     modality = "atoms"
     pooling = "mean over atoms"
+    per_atom = True
     #: the model takes cells periodic along some directions only (slabs, wires)
     partly_periodic_ok: ClassVar[bool] = False
 
@@ -55,8 +56,10 @@ class AtomsAdapter(ModelAdapter):
 
     def embed_batch(self, records: Sequence[Record]) -> EmbedOutput:
         feats, energy = self.atom_features(records)
+        feats = [np.asarray(f, dtype=np.float64) for f in feats]
         # a randomly initialised network's "energy" means nothing: leave it out
-        return EmbedOutput(mean_pool(feats), None if self.is_random_init else energy)
+        return EmbedOutput(mean_pool(feats), None if self.is_random_init else energy,
+                           atom_embeddings=feats)
 
 
 def outside(atoms: Any, known: set[int] | range) -> list[int]:

@@ -65,6 +65,9 @@ class EmbedOutput:
 
     embeddings: np.ndarray  # float [B, D], pooled last hidden layer
     energy: np.ndarray | None = None  # float [B], predicted total energy in eV
+    #: float64 [n_atoms_b, D] per record: the same layer before pooling (adapters with
+    #: ``per_atom``); their mean over atoms is ``embeddings`` (before its float32 cast)
+    atom_embeddings: list[np.ndarray] | None = None
 
 
 class ModelAdapter(ABC):
@@ -94,6 +97,9 @@ class ModelAdapter(ABC):
     #: most atoms in one forward pass (None: the embedding job's default)
     max_batch_atoms: ClassVar[int | None] = None
     produces_energy: ClassVar[bool] = False
+    #: ``embed_batch`` also returns each atom's features (one row per atom of the structure,
+    #: in its order), the rows it pools: what the atom-level study compares
+    per_atom: ClassVar[bool] = False
     #: a structure's vector does not depend on what it is batched with; False where the
     #: model's own neighbour cap cuts a shell of equidistant atoms, so the neighbours kept
     #: follow the order of the neighbour search (the model's behaviour, not the adapter's)
