@@ -221,12 +221,36 @@ def cmd_align_atoms(args: argparse.Namespace) -> int:
 
     outputs = dict(item.split("=", 1) for item in args.out)
     by_element = dict(item.split("=", 1) for item in args.by_element)
+    if not outputs and not by_element:
+        raise SystemExit("matteralign align-atoms: give --out and/or --by-element")
     written = align_atoms(args.atoms, outputs, by_element or None, k=args.k,
                           preprocessing=args.preprocessing, bootstrap=args.bootstrap,
                           permutations=args.permutations, seed=args.seed, device=args.device)
     for metric, result in written.items():
         print(f"{metric}: {len(result.models)} models, {result.attrs['n_atoms']} atoms of "
               f"{result.attrs['n_structures']} structures")
+    return 0
+
+
+def cmd_pooled_vs_atoms(args: argparse.Namespace) -> int:
+    from matteralign.analysis.atoms import compare_levels, write_level_table
+    from matteralign.io import read_metric, read_metric_groups
+    from matteralign.plots.atoms import plot_levels
+
+    _require_files(*args.pooled, *args.atoms, *args.by_element)
+    pooled = {r.metric: r for r in map(read_metric, args.pooled)}
+    atoms = {r.metric: r for r in map(read_metric, args.atoms)}
+    by_element = {}
+    for path in args.by_element:
+        groups = read_metric_groups(path)
+        if groups:
+            by_element[next(iter(groups.values())).metric] = groups
+    pairs = compare_levels(pooled, atoms, by_element)
+    first = next(iter(atoms.values()))
+    write_level_table(args.table, pairs)
+    plot_levels(pairs, str(first.attrs.get("dataset", "")), args.figure,
+                int(first.attrs.get("n_atoms", 0)), int(first.attrs.get("n_structures", 0)))
+    print(f"{len(pairs)} (metric, pair) entries -> {args.table}, {args.figure}")
     return 0
 
 
@@ -498,7 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("align-atoms", help="all metrics over the atoms of one dataset (per-atom "
                        "files), bootstrapped over structures")
     p.add_argument("--atoms", nargs="+", required=True, help="per-atom embedding files")
-    p.add_argument("--out", nargs="+", required=True, metavar="METRIC=PATH")
+    p.add_argument("--out", nargs="*", default=[], metavar="METRIC=PATH",
+                   help="metrics over all atoms")
     p.add_argument("--by-element", nargs="*", default=[], metavar="METRIC=PATH",
                    help="the same metrics within each element, one file per metric")
     p.add_argument("--k", type=int, default=25)
@@ -508,6 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_align_atoms)
+
+    p = sub.add_parser("pooled-vs-atoms", help="pooled against atom-level alignment of the "
+                       "potentials: a table and a figure")
+    p.add_argument("--pooled", nargs="+", required=True, help="the dataset's metric files")
+    p.add_argument("--atoms", nargs="+", required=True, help="its atom-level metric files")
+    p.add_argument("--by-element", nargs="*", default=[], help="its by-element files")
+    p.add_argument("--table", required=True, help="TSV output")
+    p.add_argument("--figure", required=True, help="PNG output")
+    p.set_defaults(func=cmd_pooled_vs_atoms)
 
     p = sub.add_parser("plot", help="figure of one metric file")
     p.add_argument("metric_file")

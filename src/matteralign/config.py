@@ -122,6 +122,7 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
     check_analysis_config(config)
     _check_results(config, base)
     _check_k(config)
+    _check_atoms(config)
     grid = study_grid(config)
     for dataset, names in grid.items():
         if len(names) < 2:
@@ -342,6 +343,41 @@ def study_grid(config: Mapping[str, Any]) -> dict[str, list[str]]:
             and dataset in model_options(config, name).get("datasets", [dataset])
         ]
     return grid
+
+
+def atom_grid(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """dataset -> its models with per-atom features, for the datasets with ``atoms: true``."""
+    from matteralign.models import registered_models
+
+    models = registered_models()
+    return {dataset: [name for name in names if models[name].per_atom]
+            for dataset, names in study_grid(config).items()
+            if config["datasets"][dataset].get("atoms")}
+
+
+def atom_resampling(config: Mapping[str, Any]) -> tuple[int, int]:
+    """(B, P) of the atom-level metrics: ``metrics.atom_bootstrap``/``atom_permutations``,
+    else the study's."""
+    metrics = config["metrics"]
+    pick = [metrics.get(f"atom_{key}") for key in ("bootstrap", "permutations")]
+    return (metrics["bootstrap"] if pick[0] is None else pick[0],
+            metrics["permutations"] if pick[1] is None else pick[1])
+
+
+def _check_atoms(config: Mapping[str, Any]) -> None:
+    """A dataset with ``atoms: true`` needs two models with per-atom features, and room for
+    k + 2 atoms."""
+    need = max(config["metrics"]["k"] + 2, 4)
+    for dataset, names in atom_grid(config).items():
+        if len(names) < 2:
+            raise ConfigError(
+                f"config key datasets.{dataset}.atoms: fewer than two of its models give "
+                f"per-atom features ({names or 'none'}; only interatomic potentials do); add "
+                "potentials for this dataset or set atoms: false")
+        if config["datasets"][dataset].get("max_atoms_total", need) < need:
+            raise ConfigError(
+                f"config key datasets.{dataset}.max_atoms_total: k={config['metrics']['k']} "
+                f"neighbours need at least {need} atoms; raise it")
 
 
 def load_config(path: str | os.PathLike[str], check_inputs: bool = True,

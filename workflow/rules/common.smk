@@ -10,6 +10,8 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from matteralign.config import (
     ConfigError,
+    atom_grid,
+    atom_resampling,
     check_config,
     device_problems,
     input_problems,
@@ -31,6 +33,12 @@ EMBEDDING = f"{RESULTS}/{{dataset}}/embeddings/{{model}}.h5"
 DATASET_FILE = f"{RESULTS}/{{dataset}}/{{name}}.h5"
 #: a dataset's figures: one per metric file, and the analysis figures
 FIGURE = f"{RESULTS}/{{dataset}}/figures/{{name}}.png"
+#: the atom-level study (datasets with `atoms: true`): per-atom features of each potential,
+#: metric files over atoms, the same within each element, and their figures
+ATOM_EMBEDDING = f"{RESULTS}/{{dataset}}/atoms/{{model}}.h5"
+ATOM_FILE = f"{RESULTS}/{{dataset}}/atoms/{{name}}.h5"
+ATOM_ELEMENT_FILE = f"{RESULTS}/{{dataset}}/atoms/by_element/{{name}}.h5"
+ATOM_FIGURE = f"{RESULTS}/{{dataset}}/atoms/figures/{{name}}.png"
 SUMMARY = f"{RESULTS}/summary.tsv"
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
@@ -44,6 +52,8 @@ def pattern(template, **wildcards):
 
 METRIC_FILE = pattern(DATASET_FILE, name="{metric}")
 METRIC_FIGURE = pattern(FIGURE, name="{metric}")
+ATOM_METRIC_FILE = pattern(ATOM_FILE, name="{metric}")
+ATOM_METRIC_FIGURE = pattern(ATOM_FIGURE, name="{metric}")
 # `--sdm conda` (e.g. from profiles/slurm) always wins: the rules' conda directives then
 # provide each family's environment, whatever envs.mode says. (`deployment_settings` and, in
 # onstart, `executor_plugin` are the workflow's members that snakemake-interface-executor-plugins
@@ -84,6 +94,9 @@ onstart:
     stop_unless_runnable()
 
 GRID = study_grid(config)
+#: dataset -> its models with per-atom features, for the datasets with `atoms: true`
+ATOM_GRID = atom_grid(config)
+ATOM_BOOTSTRAP, ATOM_PERMUTATIONS = atom_resampling(config)
 MODELS = registered_models()
 METRICS = config["metrics"]["names"]
 # `auto` is resolved once, here: cuda when torch in this interpreter sees a GPU (and no local
@@ -156,6 +169,25 @@ def options_arg(wildcards):
     return " ".join(args)
 
 
+def atoms_arg(wildcards):
+    """`--atoms-out` for a potential on a dataset of the atom-level study (rule
+    embed_with_atoms), else nothing."""
+    if wildcards.model not in ATOM_GRID.get(wildcards.dataset, []):
+        return ""
+    total = config["datasets"][wildcards.dataset]["max_atoms_total"]
+    path = pattern(ATOM_EMBEDDING, dataset=wildcards.dataset, model=wildcards.model)
+    return f"--atoms-out {shlex.quote(path)} --max-atoms-total {total}"
+
+
+def atom_embedding_files(wildcards):
+    return expand(ATOM_EMBEDDING, dataset=wildcards.dataset, model=ATOM_GRID[wildcards.dataset])
+
+
+def alternatives(names):
+    """A wildcard regex matching exactly ``names`` (none: a pattern nothing matches)."""
+    return "|".join(map(str, names)) or "(?!)"
+
+
 def batch_arg(wildcards):
     batch = model_options(config, wildcards.model).get("batch_size")
     return f"--batch-size {batch}" if batch else ""
@@ -167,5 +199,10 @@ def all_targets():
         targets += expand(EMBEDDING, dataset=dataset, model=models)
         targets += expand(METRIC_FILE, dataset=dataset, metric=METRICS)
         targets += expand(METRIC_FIGURE, dataset=dataset, metric=METRICS)
+    for dataset in ATOM_GRID:
+        targets += expand(ATOM_METRIC_FIGURE, dataset=dataset, metric=METRICS)
+        targets.append(pattern(FIGURE, dataset=dataset, name="pooled_vs_atoms"))
+        if config["datasets"][dataset]["by_element"]:
+            targets += expand(ATOM_ELEMENT_FILE, dataset=dataset, name=METRICS)
     return targets
 

@@ -6,12 +6,13 @@ rule embed:
     input:
         unpack(embedding_inputs),
     output:
-        EMBEDDING,
+        embedding=EMBEDDING,
     params:
         python=model_python,
         weights=weights_arg,
         batch=batch_arg,
         options=options_arg,
+        atoms=atoms_arg,
         device=DEVICE,
     log:
         f"{LOGS}/embed/{{dataset}}/{{model}}.log",
@@ -28,6 +29,20 @@ rule embed:
         gpu=1 if DEVICE == "cuda" else 0,
     shell:
         "{RUN} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 {params.python} -m matteralign embed"
-        " {wildcards.model} --structures {input.structures:q} --out {output:q}"
+        " {wildcards.model} --structures {input.structures:q} --out {output.embedding:q}"
         " --device {params.device} {params.weights} {params.batch}"
-        " {params.options} > {log:q} 2>&1"
+        " {params.options} {params.atoms} > {log:q} 2>&1"
+
+
+# The atom-level study's potentials: the same job, whose forward passes also give each atom's
+# features before pooling (rule embed's `atoms` parameter adds --atoms-out).
+use rule embed as embed_with_atoms with:
+    output:
+        embedding=EMBEDDING,
+        atoms=ATOM_EMBEDDING,
+    wildcard_constraints:
+        dataset=alternatives(ATOM_GRID),
+        model=alternatives({m for models in ATOM_GRID.values() for m in models}),
+
+
+ruleorder: embed_with_atoms > embed

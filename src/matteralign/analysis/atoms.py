@@ -160,7 +160,7 @@ def align_atoms(
     study = load_atom_study(paths, preprocessing, min_rows=max(k + 2, 4))
     settings = {"k": k, "preprocessing": preprocessing, "bootstrap": bootstrap,
                 "permutations": permutations, "seed": seed}
-    written = _align(study, None, list(outputs), settings, device)
+    written = _align(study, None, list(outputs), settings, device) if outputs else {}
     for metric, path in outputs.items():
         write_metric(path, written[metric])
     if by_element:
@@ -176,3 +176,81 @@ def align_atoms(
                 "dataset": study.files[0].attrs.get("dataset", ""),
             })
     return written
+
+
+@dataclass
+class LevelPair:
+    """One pair of potentials under one metric, pooled and atom by atom."""
+
+    metric: str
+    source: str
+    target: str
+    pooled: float
+    pooled_ci: tuple[float, float]
+    atoms: float
+    atoms_ci: tuple[float, float]
+    atoms_above_chance: bool | None  # None: no permutation null
+    by_element: dict[str, float] = field(default_factory=dict)
+
+
+def _entry(result: MetricFile, i: int, j: int, name: str) -> float:
+    array = result.matrix if name == "value" else result.extra.get(name)
+    return float("nan") if array is None else float(array[i, j])
+
+
+def compare_levels(pooled: dict[str, MetricFile], atoms: dict[str, MetricFile],
+                   by_element: dict[str, dict[str, MetricFile]] | None = None
+                   ) -> list[LevelPair]:
+    """Every pair of the atom-level models under every pairwise metric in both: its pooled
+    entry (read from the study's matrix, whose structures may be more) next to its atom-level
+    entry, with intervals, the atom-level chance flag and each element's value. Symmetric
+    metrics give each unordered pair once."""
+    pairs = []
+    for metric, level in atoms.items():
+        if level.matrix is None or metric not in pooled:
+            continue
+        whole = pooled[metric]
+        symmetric = bool(level.attrs.get("symmetric"))
+        names = level.models
+        for a, source in enumerate(names):
+            for b, target in enumerate(names):
+                if a == b or (symmetric and b < a):
+                    continue
+                if source not in whole.models or target not in whole.models:
+                    continue
+                i, j = whole.models.index(source), whole.models.index(target)
+                above = level.extra.get("above_chance")
+                elements = {}
+                for symbol, result in (by_element or {}).get(metric, {}).items():
+                    if source in result.models and target in result.models:
+                        elements[symbol] = _entry(result, result.models.index(source),
+                                                  result.models.index(target), "value")
+                pairs.append(LevelPair(
+                    metric=metric, source=source, target=target,
+                    pooled=_entry(whole, i, j, "value"),
+                    pooled_ci=(_entry(whole, i, j, "ci_low"), _entry(whole, i, j, "ci_high")),
+                    atoms=_entry(level, a, b, "value"),
+                    atoms_ci=(_entry(level, a, b, "ci_low"), _entry(level, a, b, "ci_high")),
+                    atoms_above_chance=None if above is None else bool(above[a, b]),
+                    by_element=elements,
+                ))
+    return pairs
+
+
+def write_level_table(path: str | os.PathLike[str], pairs: Sequence[LevelPair]) -> None:
+    """The comparison as a TSV, one row per (metric, pair); per-element columns at the end."""
+    from matteralign.io import atomic_path
+
+    elements = sorted({s for p in pairs for s in p.by_element})
+    header = ["metric", "source", "target", "pooled", "pooled_ci_low", "pooled_ci_high",
+              "atoms", "atoms_ci_low", "atoms_ci_high", "atoms_above_chance",
+              *[f"atoms_{s}" for s in elements]]
+    lines = ["\t".join(header)]
+    for p in pairs:
+        cells = [p.metric, p.source, p.target, *(f"{v:.6g}" for v in (
+            p.pooled, *p.pooled_ci, p.atoms, *p.atoms_ci)),
+            "" if p.atoms_above_chance is None else str(p.atoms_above_chance).lower(),
+            *(f"{p.by_element[s]:.6g}" if s in p.by_element else "" for s in elements)]
+        lines.append("\t".join(cells))
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")

@@ -47,8 +47,11 @@ def _title(result: MetricFile) -> str:
     attrs = result.attrs
     spec = SPECS.get(result.metric)
     params = f"k={attrs['k']}, " if spec is not None and spec.uses_k else ""
-    return (f"{TITLES.get(result.metric, result.metric)} on {attrs.get('dataset', '?')} "
-            f"({params}N={attrs.get('n_used', '?')}, {attrs.get('preprocessing', '?')})")
+    rows = (f"{attrs.get('n_atoms', '?')} atoms of {attrs.get('n_structures', '?')} structures"
+            if attrs.get("level") == "atoms" else f"N={attrs.get('n_used', '?')}")
+    level = ", atom level" if attrs.get("level") == "atoms" else ""
+    return (f"{TITLES.get(result.metric, result.metric)} on {attrs.get('dataset', '?')}{level} "
+            f"({params}{rows}, {attrs.get('preprocessing', '?')})")
 
 
 def _linkage(matrix: np.ndarray, lower_is_aligned: bool) -> np.ndarray | None:

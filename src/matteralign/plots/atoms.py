@@ -1,0 +1,89 @@
+"""Pooled against atom-level alignment: one panel per metric, one point per pair of
+potentials (x: on pooled structures, y: atom by atom), with both intervals, and each
+element's atom-level value beside it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from matteralign.analysis.atoms import LevelPair
+from matteralign.metrics.spec import SPECS
+from matteralign.plots.alignment import TITLES
+from matteralign.plots.study import _pyplot, _save
+
+#: Okabe–Ito colours for the elements' markers, in order of atomic number
+ELEMENT_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
+                   "#CC79A7", "#000000")
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 14 else name[:13] + "…"
+
+
+def plot_levels(pairs: Sequence[LevelPair], dataset: str, output: str | os.PathLike[str],
+                n_atoms: int, n_structures: int) -> None:
+    """The comparison figure; a metric without any pair is left out."""
+    plt = _pyplot()
+    metrics = list(dict.fromkeys(p.metric for p in pairs))
+    if not metrics:
+        raise ValueError(f"{dataset}: no pair of potentials in both the pooled and the "
+                         "atom-level metric files")
+    from ase.data import atomic_numbers
+
+    elements = sorted({s for p in pairs for s in p.by_element},
+                      key=lambda s: atomic_numbers.get(s, 0))
+    colours = {s: ELEMENT_COLOURS[i % len(ELEMENT_COLOURS)] for i, s in enumerate(elements)}
+    cols = min(3, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.3 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        mine = [p for p in pairs if p.metric == metric]
+        x = np.array([p.pooled for p in mine])
+        y = np.array([p.atoms for p in mine])
+        xerr = np.abs(np.array([[p.pooled - p.pooled_ci[0], p.pooled_ci[1] - p.pooled]
+                                for p in mine]).T)
+        yerr = np.abs(np.array([[p.atoms - p.atoms_ci[0], p.atoms_ci[1] - p.atoms]
+                                for p in mine]).T)
+        chance = [p.atoms_above_chance is not False for p in mine]
+        ax.errorbar(x, y, xerr=np.nan_to_num(xerr), yerr=np.nan_to_num(yerr), fmt="none",
+                    ecolor="#999999", elinewidth=0.8, zorder=1)
+        ax.scatter(x[chance], y[chance], s=36, color="#0072B2", zorder=3,
+                   label="all atoms (above chance)")
+        if not all(chance):
+            off = ~np.array(chance)
+            ax.scatter(x[off], y[off], s=36, facecolors="none", edgecolors="#0072B2",
+                       zorder=3, label="all atoms (not above chance)")
+        for symbol in elements:
+            ex = [p.pooled for p in mine if symbol in p.by_element]
+            ey = [p.by_element[symbol] for p in mine if symbol in p.by_element]
+            ax.scatter(ex, ey, s=14, marker="D", color=colours[symbol], zorder=2,
+                       label=f"{symbol} atoms only")
+        for p, xi, yi in zip(mine, x, y, strict=True):
+            arrow = "–" if SPECS[metric].symmetric else "→"
+            ax.annotate(f"{_short(p.source)}{arrow}{_short(p.target)}", (xi, yi), fontsize=5.5,
+                        xytext=(3, 3), textcoords="offset points", color="#333333")
+        finite = np.concatenate([x, y, *[[v for p in mine for v in p.by_element.values()]]])
+        finite = finite[np.isfinite(finite)]
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            pad = 0.05 * (hi - lo or 1.0)
+            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#BBBBBB", lw=0.8,
+                    ls="--", zorder=0)
+        direction = "higher" if SPECS[metric].higher_is_aligned else "lower"
+        ax.set_title(f"{TITLES.get(metric, metric)} ({direction} = aligned)", fontsize=9)
+        ax.set_xlabel("pooled structures", fontsize=8)
+        ax.set_ylabel("atom level", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=7,
+               frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(f"{dataset}: pooled vs atom-level alignment of the potentials "
+                 f"({n_atoms} atoms of {n_structures} structures; bars: bootstrap intervals, "
+                 "atom level over structures)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.96))
+    _save(fig, output, f"pooled vs atom-level alignment on {dataset}")
