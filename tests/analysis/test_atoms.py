@@ -175,8 +175,9 @@ def atom_files(tmp_path):
     structure = np.repeat(np.arange(60), sizes)
     numbers = np.where(rng.random(len(structure)) < 0.5, 6, 1)
     latent = rng.normal(size=(len(structure), 4)) + numbers[:, None] / 3
+    jitter = 0.1 * rng.normal(size=(len(structure), 6))
     xs = {"a": latent @ rng.normal(size=(4, 8)),
-          "b": np.tanh(latent @ rng.normal(size=(4, 6))) + 0.1 * rng.normal(size=(len(structure), 6)),
+          "b": np.tanh(latent @ rng.normal(size=(4, 6))) + jitter,
           "noise": rng.normal(size=(len(structure), 5))}
     paths = []
     for model, x in xs.items():
