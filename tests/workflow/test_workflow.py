@@ -64,7 +64,10 @@ def study(tmp_path_factory):
     config = {
         "results": str(work / "results"),
         "seed": 3,
-        "datasets": {"qm9": {"n": 60}, "coremof": {"n": 40, "options": {"max_atoms": 60}}},
+        # QM9 also atom by atom (its two potentials), within a bound on the atoms kept
+        "datasets": {"qm9": {"n": 60, "atoms": True, "max_atoms_total": 600,
+                             "by_element": True},
+                     "coremof": {"n": 40, "options": {"max_atoms": 60}}},
         "models": {m: {} for m in MODELS},
         # small B and P: every alignment still gets an interval and a chance level
         "metrics": {"names": METRICS, "k": 5, "bootstrap": 5, "permutations": 5},
@@ -114,6 +117,13 @@ def test_every_target_exists(study):
         for name in ANALYSIS_FIGURES + [f"maps_{p}" for p in MAPS[dataset]]:
             png = results / dataset / "figures" / f"{name}.png"
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    atoms = results / "qm9" / "atoms"
+    for metric in METRICS:
+        assert (atoms / f"{metric}.h5").exists() and (atoms / "by_element" / f"{metric}.h5")
+        png = atoms / "figures" / f"{metric}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (results / "qm9" / "figures" / "pooled_vs_atoms.png").exists()
+    assert not (results / "coremof" / "atoms").exists()  # atoms: false
     assert (results / "summary.tsv").exists()
     assert (results / "answers.html").exists() and (results / "answers.json").exists()
     assert not (results / "coremof" / "embeddings" / "morgan-fp.h5").exists()
@@ -182,6 +192,27 @@ def test_matrices_are_sane(study):
             assert np.all(handle["values"][()] > 0)
 
 
+def test_atom_level_files_match_the_pooled_study(study):
+    from matteralign.io import read_atom_embeddings, read_embeddings, read_metric
+
+    _, results = study
+    for model in ("chgnet-0.3.0", "sevennet-0"):
+        pooled = read_embeddings(results / "qm9" / "embeddings" / f"{model}.h5")
+        atoms = read_atom_embeddings(results / "qm9" / "atoms" / f"{model}.h5")
+        assert 0 < len(atoms.structure_ids) <= 600
+        for i in np.unique(atoms.structure_index):
+            rows = atoms.structure_index == i
+            np.testing.assert_array_equal(
+                atoms.embeddings[rows].mean(axis=0).astype(np.float32), pooled.embeddings[i])
+    cknna = read_metric(results / "qm9" / "atoms" / "cknna.h5")
+    assert cknna.models == ["chgnet-0.3.0", "sevennet-0"]
+    np.testing.assert_allclose(np.diag(cknna.matrix), 1.0, atol=1e-9)
+    assert cknna.attrs["level"] == "atoms" and cknna.attrs["n_atoms"] > cknna.attrs["n_structures"]
+    assert "ci_low" in cknna.extra and "above_chance" in cknna.extra
+    table = (results / "qm9" / "atoms" / "pooled_vs_atoms.tsv").read_text().splitlines()
+    assert table[0].startswith("metric\tsource\ttarget\tpooled") and "atoms_C" in table[0]
+
+
 def test_rerun_schedules_only_what_is_missing(study):
     config, results = study
     assert planned_jobs(config, str(results / "qm9" / "cknna.h5")) == {}
@@ -190,7 +221,8 @@ def test_rerun_schedules_only_what_is_missing(study):
     analysis = {rule: 1 for rule in ("performance", "probes", "transfer", "convergence",
                                      "regimes", "tree", "answers")}
     assert planned == {"embed": 1, "align": 1, "plot_metric": len(METRICS), "summary": 1,
-                       "maps": len(MAPS["qm9"]), **analysis, "all": 1}, planned
+                       "maps": len(MAPS["qm9"]), "pooled_vs_atoms": 1, **analysis,
+                       "all": 1}, planned
     proc = snakemake(config)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (results / "qm9" / "embeddings" / "composition.h5").exists()
