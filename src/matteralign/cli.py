@@ -427,6 +427,22 @@ def _dataset_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], na
     return p
 
 
+def _add_alignment_options(p: argparse.ArgumentParser, resampled: str) -> None:
+    """The options shared by ``align`` and ``align-atoms``."""
+    from matteralign.analysis.preprocess import PREPROCESSING
+
+    p.add_argument("--k", type=int, default=25, help="neighbours of the kNN metrics")
+    p.add_argument("--preprocessing", default="l2",
+                   help="row preprocessing before every metric: " + ", ".join(PREPROCESSING))
+    p.add_argument("--bootstrap", type=int, default=0,
+                   help=f"half-sample resamples for the intervals, drawn over {resampled}")
+    p.add_argument("--permutations", type=int, default=0,
+                   help="shuffled-correspondence nulls for the chance levels")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
+    p.add_argument("--device", default=None,
+                   help="torch device, e.g. cuda (default: numpy on the CPU)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matteralign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -511,12 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("align", help="all metrics over all models of one dataset")
     p.add_argument("--embeddings", nargs="+", required=True)
     p.add_argument("--out", nargs="+", required=True, metavar="METRIC=PATH")
-    p.add_argument("--k", type=int, default=25)
-    p.add_argument("--preprocessing", default="l2")
-    p.add_argument("--bootstrap", type=int, default=0)
-    p.add_argument("--permutations", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
+    _add_alignment_options(p, "structures")
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("align-atoms", help="all metrics over the atoms of one dataset (per-atom "
@@ -526,12 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metrics over all atoms")
     p.add_argument("--by-element", nargs="*", default=[], metavar="METRIC=PATH",
                    help="the same metrics within each element, one file per metric")
-    p.add_argument("--k", type=int, default=25)
-    p.add_argument("--preprocessing", default="l2")
-    p.add_argument("--bootstrap", type=int, default=0)
-    p.add_argument("--permutations", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
+    _add_alignment_options(p, "structures (all atoms of each), the null shuffles atoms")
     p.set_defaults(func=cmd_align_atoms)
 
     p = sub.add_parser("pooled-vs-atoms", help="pooled against atom-level alignment of the "

@@ -1,6 +1,6 @@
 """Pooled against atom-level alignment: one panel per metric, one point per pair of
 potentials (x: on pooled structures, y: atom by atom), with both intervals, and each
-element's atom-level value beside it."""
+element's atom-level value beside it; the pairs farthest from the diagonal are named."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from matteralign.plots.study import _pyplot, _save
 #: Okabe–Ito colours for the elements' markers, in order of atomic number
 ELEMENT_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
                    "#CC79A7", "#000000")
+#: pairs named in each panel: those farthest from the diagonal
+LABELLED = 4
 
 
 def _short(name: str) -> str:
@@ -61,7 +63,23 @@ def plot_levels(pairs: Sequence[LevelPair], dataset: str, output: str | os.PathL
             ey = [p.by_element[symbol] for p in mine if symbol in p.by_element]
             ax.scatter(ex, ey, s=14, marker="D", color=colours[symbol], zorder=2,
                        label=f"{symbol} atoms only")
-        for p, xi, yi in zip(mine, x, y, strict=True):
+        # only the pairs that move most between the levels are named (all are in the table)
+        # (one direction of a pair: both directions of CKNNA differ in the last digits only)
+        shift = np.nan_to_num(np.abs(y - x), nan=-1.0)
+        # and none so close to a named point that the labels would overlap
+        span = np.array([np.ptp(np.nan_to_num(x)) or 1.0, np.ptp(np.nan_to_num(y)) or 1.0])
+        where = np.nan_to_num(np.column_stack([x, y])) / span
+        named: set[int] = set()
+        seen: set[frozenset[str]] = set()
+        for i in np.argsort(-shift, kind="stable").tolist():
+            pair = frozenset((mine[i].source, mine[i].target))
+            crowded = any(np.abs(where[i] - where[j]).max() < 0.08 for j in named)
+            if len(named) < LABELLED and pair not in seen and not crowded:
+                named.add(i)
+                seen.add(pair)
+        for i, (p, xi, yi) in enumerate(zip(mine, x, y, strict=True)):
+            if i not in named:
+                continue
             arrow = "–" if SPECS[metric].symmetric else "→"
             ax.annotate(f"{_short(p.source)}{arrow}{_short(p.target)}", (xi, yi), fontsize=5.5,
                         xytext=(3, 3), textcoords="offset points", color="#333333")
