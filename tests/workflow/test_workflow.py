@@ -119,7 +119,8 @@ def test_every_target_exists(study):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     atoms = results / "qm9" / "atoms"
     for metric in METRICS:
-        assert (atoms / f"{metric}.h5").exists() and (atoms / "by_element" / f"{metric}.h5")
+        assert (atoms / f"{metric}.h5").exists(), metric
+        assert (atoms / "by_element" / f"{metric}.h5").exists(), metric
         png = atoms / "figures" / f"{metric}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (results / "qm9" / "figures" / "pooled_vs_atoms.png").exists()
