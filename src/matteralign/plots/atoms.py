@@ -67,13 +67,16 @@ def plot_levels(pairs: Sequence[LevelPair], dataset: str, output: str | os.PathL
         # (one direction of a pair: both directions of CKNNA differ in the last digits only)
         shift = np.nan_to_num(np.abs(y - x), nan=-1.0)
         # and none so close to a named point that the labels would overlap
-        span = np.array([np.ptp(np.nan_to_num(x)) or 1.0, np.ptp(np.nan_to_num(y)) or 1.0])
-        where = np.nan_to_num(np.column_stack([x, y])) / span
+        # (distances in units of the panel's common range, which the diagonal spans)
+        values = np.nan_to_num(np.concatenate([x, y]))
+        where = np.nan_to_num(np.column_stack([x, y])) / (np.ptp(values) or 1.0)
         named: set[int] = set()
         seen: set[frozenset[str]] = set()
         for i in np.argsort(-shift, kind="stable").tolist():
             pair = frozenset((mine[i].source, mine[i].target))
-            crowded = any(np.abs(where[i] - where[j]).max() < 0.08 for j in named)
+            # labels run to the right of their point: wide in x, one line high in y
+            crowded = any(abs(where[i, 0] - where[j, 0]) < 0.35
+                          and abs(where[i, 1] - where[j, 1]) < 0.06 for j in named)
             if len(named) < LABELLED and pair not in seen and not crowded:
                 named.add(i)
                 seen.add(pair)
