@@ -1,11 +1,11 @@
 """Time the atom-level alignment of a stored study, next to the pooled one, in one run.
 
 For each dataset with per-atom files (results/{dataset}/atoms/{model}.h5): the atoms and
-structures compared, the embedding jobs' times with and without per-atom output (from
-Snakemake's benchmark files, when the study ran through the workflow), and, each in a fresh
-interpreter so that its peak memory is its own, `matteralign align-atoms` over all atoms (B, P
-as given) and by element, and `matteralign align` over the pooled files of the same models
-with the same B and P.
+structures compared, the embedding jobs' times (each wrote both the pooled and the
+per-atom file; from Snakemake's benchmark files, when the study ran through the workflow),
+and, each in a fresh interpreter so that its peak memory is its own, `matteralign
+align-atoms` over all atoms (B, P as given) and by element, and `matteralign align` over the
+pooled files of the same models with the same B and P.
 
     PYTHONPATH=src .venv/bin/python benchmarks/atom_level.py --results results \
         --datasets qm9 coremof --bootstrap 5 --permutations 5
@@ -59,12 +59,13 @@ settings = f"k = {args.k}, B = {args.bootstrap}, P = {args.permutations}"
 print(f"atom-level alignment ({settings}, metrics: {', '.join(args.metrics)})")
 for dataset in args.datasets:
     files = sorted((results / dataset / "atoms").glob("*.h5"))
-    files = [f for f in files if f.stem not in SPECS and f.stem != "pooled_vs_atoms"]
+    files = [f for f in files if f.stem not in SPECS]  # the metric files sit beside them
     if len(files) < 2:
         print(f"{dataset}: fewer than two per-atom files under {results / dataset / 'atoms'}")
         continue
-    first = read_atom_embeddings(files[0])
-    dims = {f.stem: read_atom_embeddings(f).embeddings.shape[1] for f in files}
+    atoms = {f.stem: read_atom_embeddings(f) for f in files}
+    first = atoms[files[0].stem]
+    dims = {model: a.embeddings.shape[1] for model, a in atoms.items()}
     widths = ", ".join(f"{m} D={d}" for m, d in dims.items())
     print(f"\n{dataset}: {len(files)} potentials ({widths}); {len(first.structure_ids)} "
           f"atoms of {int(first.attrs['n_structures'])} structures "

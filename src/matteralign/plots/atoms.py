@@ -12,7 +12,7 @@ import numpy as np
 from matteralign.analysis.atoms import LevelPair
 from matteralign.metrics.spec import SPECS
 from matteralign.plots.alignment import TITLES
-from matteralign.plots.study import _pyplot, _save
+from matteralign.plots.study import _label_points, _pyplot, _save
 
 #: Okabe–Ito colours for the elements' markers, in order of atomic number
 ELEMENT_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00",
@@ -23,6 +23,20 @@ LABELLED = 4
 
 def _short(name: str) -> str:
     return name if len(name) <= 14 else name[:13] + "…"
+
+
+def _most_shifted(pairs: Sequence[LevelPair], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the ``LABELLED`` pairs farthest from the diagonal, one direction of each
+    pair (CKNNA's two directions differ in the last digits only); all are in the table."""
+    shift = np.nan_to_num(np.abs(y - x), nan=-1.0)
+    named: list[int] = []
+    seen: set[frozenset[str]] = set()
+    for i in np.argsort(-shift, kind="stable").tolist():
+        pair = frozenset((pairs[i].source, pairs[i].target))
+        if pair not in seen and len(named) < LABELLED:
+            named.append(i)
+            seen.add(pair)
+    return np.array(named, dtype=int)
 
 
 def plot_levels(pairs: Sequence[LevelPair], dataset: str, output: str | os.PathLike[str],
@@ -63,29 +77,6 @@ def plot_levels(pairs: Sequence[LevelPair], dataset: str, output: str | os.PathL
             ey = [p.by_element[symbol] for p in mine if symbol in p.by_element]
             ax.scatter(ex, ey, s=14, marker="D", color=colours[symbol], zorder=2,
                        label=f"{symbol} atoms only")
-        # only the pairs that move most between the levels are named (all are in the table)
-        # (one direction of a pair: both directions of CKNNA differ in the last digits only)
-        shift = np.nan_to_num(np.abs(y - x), nan=-1.0)
-        # and none so close to a named point that the labels would overlap
-        # (distances in units of the panel's common range, which the diagonal spans)
-        values = np.nan_to_num(np.concatenate([x, y]))
-        where = np.nan_to_num(np.column_stack([x, y])) / (np.ptp(values) or 1.0)
-        named: set[int] = set()
-        seen: set[frozenset[str]] = set()
-        for i in np.argsort(-shift, kind="stable").tolist():
-            pair = frozenset((mine[i].source, mine[i].target))
-            # labels run to the right of their point: wide in x, one line high in y
-            crowded = any(abs(where[i, 0] - where[j, 0]) < 0.35
-                          and abs(where[i, 1] - where[j, 1]) < 0.06 for j in named)
-            if len(named) < LABELLED and pair not in seen and not crowded:
-                named.add(i)
-                seen.add(pair)
-        for i, (p, xi, yi) in enumerate(zip(mine, x, y, strict=True)):
-            if i not in named:
-                continue
-            arrow = "–" if SPECS[metric].symmetric else "→"
-            ax.annotate(f"{_short(p.source)}{arrow}{_short(p.target)}", (xi, yi), fontsize=5.5,
-                        xytext=(3, 3), textcoords="offset points", color="#333333")
         finite = np.concatenate([x, y, *[[v for p in mine for v in p.by_element.values()]]])
         finite = finite[np.isfinite(finite)]
         if finite.size:
@@ -98,6 +89,11 @@ def plot_levels(pairs: Sequence[LevelPair], dataset: str, output: str | os.PathL
         ax.set_xlabel("pooled structures", fontsize=8)
         ax.set_ylabel("atom level", fontsize=8)
         ax.tick_params(labelsize=7)
+        named = _most_shifted(mine, x, y)
+        arrow = "–" if SPECS[metric].symmetric else "→"
+        _label_points(ax, x[named], y[named],
+                      [f"{_short(mine[i].source)}{arrow}{_short(mine[i].target)}"
+                       for i in named])
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
