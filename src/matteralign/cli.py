@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from matteralign.errors import InputError, MatterAlignError, MissingInputError
+from matteralign.outputs import refuse_existing
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -97,12 +98,15 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         # the fairchem sets are gated or hundreds of GB: a person accepts the licence
         raise MissingInputError(f"{args.dataset}: not downloaded automatically. {download} "
                                 f"{where}")
+    from matteralign.io import atomic_path
+
     dest = Path(args.dest or f"data/{args.dataset}")
+    targets = {pdb_id.upper(): dest / f"{pdb_id.upper()}.cif.gz" for pdb_id in args.ids.split(",")}
+    refuse_existing((("--dest", t) for t in targets.values()), args.force)
     dest.mkdir(parents=True, exist_ok=True)
-    for pdb_id in args.ids.split(","):
-        target = dest / f"{pdb_id.upper()}.cif.gz"
-        urllib.request.urlretrieve(f"https://files.rcsb.org/download/{pdb_id.upper()}.cif.gz",
-                                   target)
+    for pdb_id, target in targets.items():
+        with atomic_path(target) as tmp:
+            urllib.request.urlretrieve(f"https://files.rcsb.org/download/{pdb_id}.cif.gz", tmp)
         print(f"{target}")
     print(f"{where.replace('Then set', 'Set').replace('to it', 'to ' + str(dest))}")
     return 0
@@ -132,6 +136,10 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
             "has no known download"
         print(f"{args.model} {what}; nothing to fetch")
         return 0
+    # fetch_weights writes {model}.EXT or a folder {model}
+    fetched = [p for p in sorted(dest.glob(f"{args.model}*"))
+               if p.name == args.model or p.name.startswith(f"{args.model}.")]
+    refuse_existing((("--dest", p) for p in fetched), args.force)
     host = _unreachable_host(cls.weights_source)
     if host:
         raise MissingInputError(
@@ -172,13 +180,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from matteralign.datasets.prepare import prepare_dataset
 
-    prepare_dataset(args.dataset, args.n, args.seed, args.out, json.loads(args.options))
+    refuse_existing([("--out", args.out), ("ids.txt beside --out", Path(args.out).parent /
+                                           "ids.txt")], args.force)
+    checks = json.loads(args.check).get(args.dataset) if args.check else None
+    prepare_dataset(args.dataset, args.n, args.seed, args.out, json.loads(args.options), checks)
     return 0
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from matteralign.embed import embed_dataset
 
+    refuse_existing([("--out", args.out), ("--atoms-out", args.atoms_out)], args.force)
     result = embed_dataset(args.model, args.structures, args.out, weights=args.weights,
                            device=args.device, batch_size=args.batch_size,
                            options=json.loads(args.options), sha256=args.sha256,
@@ -208,6 +220,7 @@ def cmd_align(args: argparse.Namespace) -> int:
     from matteralign.analysis.align import align_dataset
 
     outputs = dict(item.split("=", 1) for item in args.out)
+    refuse_existing((("--out", path) for path in outputs.values()), args.force)
     written = align_dataset(args.embeddings, outputs, k=args.k, preprocessing=args.preprocessing,
                             bootstrap=args.bootstrap, permutations=args.permutations,
                             seed=args.seed, device=args.device)
@@ -223,6 +236,8 @@ def cmd_align_atoms(args: argparse.Namespace) -> int:
     by_element = dict(item.split("=", 1) for item in args.by_element)
     if not outputs and not by_element:
         raise SystemExit("matteralign align-atoms: give --out and/or --by-element")
+    refuse_existing([*(("--out", path) for path in outputs.values()),
+                     *(("--by-element", path) for path in by_element.values())], args.force)
     written = align_atoms(args.atoms, outputs, by_element or None, k=args.k,
                           preprocessing=args.preprocessing, bootstrap=args.bootstrap,
                           permutations=args.permutations, seed=args.seed, device=args.device)
@@ -238,6 +253,7 @@ def cmd_pooled_vs_atoms(args: argparse.Namespace) -> int:
     from matteralign.plots.atoms import plot_levels
 
     _require_files(*args.pooled, *args.atoms, *args.by_element)
+    refuse_existing([("--table", args.table), ("--figure", args.figure)], args.force)
     pooled = {r.metric: r for r in map(read_metric, args.pooled)}
     atoms = {r.metric: r for r in map(read_metric, args.atoms)}
     by_element = {}
@@ -257,6 +273,7 @@ def cmd_pooled_vs_atoms(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from matteralign.plots.alignment import plot_metric
 
+    refuse_existing([("--out", args.out)], args.force)
     plot_metric(args.metric_file, args.out, cluster=not args.no_cluster)
     return 0
 
@@ -267,6 +284,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     missing = [p for p in [*args.embeddings, *args.metrics] if not Path(p).exists()]
     if missing:
         raise MissingInputError(f"missing inputs: {missing}")
+    refuse_existing([("--out", args.out)], args.force)
     rows = write_summary(args.embeddings, args.out)
     print(f"summary of {len(rows)} embedding files -> {args.out}")
     return 0
@@ -275,6 +293,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_performance(args: argparse.Namespace) -> int:
     from matteralign.analysis.performance import write_performance
 
+    refuse_existing(_outputs(args, "out"), args.force)
     result = write_performance(args.structures, args.embeddings, args.out, seed=args.seed)
     print(f"performance of {len(result.models)} models (target "
           f"{result.attrs['target'] or 'none'}) -> {args.out}")
@@ -284,8 +303,9 @@ def cmd_performance(args: argparse.Namespace) -> int:
 def cmd_probes(args: argparse.Namespace) -> int:
     from matteralign.analysis.probes import write_probes
 
+    refuse_existing(_outputs(args, "out", "figure"), args.force)
     result = write_probes(args.structures, args.embeddings, args.out, args.figure,
-                          seed=args.seed)
+                          seed=args.seed, repeats=args.repeats)
     print(f"probes of {len(result.models)} models x {len(result.properties)} properties "
           f"-> {args.out}, {args.figure}")
     return 0
@@ -294,9 +314,10 @@ def cmd_probes(args: argparse.Namespace) -> int:
 def cmd_transfer(args: argparse.Namespace) -> int:
     from matteralign.analysis.transfer import write_transfer
 
+    refuse_existing(_outputs(args, "out", "figure"), args.force)
     result = write_transfer(args.structures, args.embeddings, args.out, args.figure,
-                            prop=args.property, seed=args.seed)
-    print(f"probe transfer of {result.attrs['property']} over {len(result.models)} models "
+                            prop=args.property, seed=args.seed, repeats=args.repeats)
+    print(f"probe transfer of {', '.join(result.properties)} over {len(result.models)} models "
           f"-> {args.out}, {args.figure}")
     return 0
 
@@ -308,10 +329,16 @@ def _require_files(*paths: str | os.PathLike[str]) -> None:
                                 "(snakemake names the rule that makes each)")
 
 
+def _outputs(args: argparse.Namespace, *names: str) -> list[tuple[str, str | None]]:
+    """(option, path) of the named output options of a command, for :func:`refuse_existing`."""
+    return [(f"--{name.replace('_', '-')}", getattr(args, name)) for name in names]
+
+
 def cmd_convergence(args: argparse.Namespace) -> int:
     from matteralign.analysis.convergence import write_convergence
 
     _require_files(args.performance, args.metric_file)
+    refuse_existing(_outputs(args, "out", "figure"), args.force)
     result = write_convergence(args.performance, args.metric_file, args.out, args.figure,
                                reference=args.reference or None, seed=args.seed)
     rho = {key: round(vals[0], 3) for key, vals in result.spearman.items()}
@@ -324,6 +351,7 @@ def cmd_regimes(args: argparse.Namespace) -> int:
     from matteralign.analysis.regimes import read_domains, write_regimes
 
     _require_files(args.intrinsic_dim, args.ii, args.metric_file)
+    refuse_existing(_outputs(args, "out", "figure_id", "figure_ii"), args.force)
     result = write_regimes(args.dataset_kind, args.intrinsic_dim, args.ii, args.metric_file,
                            args.out, args.figure_id, args.figure_ii, read_domains(args.domains))
     counts = {group: s["n_models"] for group, s in result.summary.items()}
@@ -337,6 +365,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
     from matteralign.plots.study import plot_maps
 
     _require_files(args.structures, *args.embeddings)
+    refuse_existing(_outputs(args, "out"), args.force)
     maps = model_maps(args.structures, args.embeddings, args.property,
                       preprocessing=args.preprocessing, seed=args.seed)
     attrs = read_structure_attrs(args.structures)
@@ -354,6 +383,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
     from matteralign.plots.study import plot_tree
 
     _require_files(args.metric_file)
+    refuse_existing(_outputs(args, "out"), args.force)
     metric = read_metric(args.metric_file)
     if metric.matrix is None or metric.attrs.get("higher_is_aligned") is not True:
         raise InputError(f"{args.metric_file}: the tree needs a similarity matrix (cknna.h5, "
@@ -375,6 +405,8 @@ def cmd_answers(args: argparse.Namespace) -> int:
     if not Path(args.results).is_dir():
         raise MissingInputError(f"--results {args.results}: no such folder; run the study "
                                 "first (snakemake)")
+    json_out = args.json or Path(args.out).with_suffix(".json")
+    refuse_existing([("--out", args.out), ("--json", json_out)], args.force)
     answers = write_answers(args.results, read_config_arg(args.config), args.out, args.json,
                             embed_figures=not args.no_embed)
     for claim in answers.claims:
@@ -384,13 +416,15 @@ def cmd_answers(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from matteralign.analysis.card import build_card, write_card
+    from matteralign.analysis.card import CARD_FILES, build_card, write_card
 
+    if args.out:  # else the folder is named after the model, known once the card is built
+        refuse_existing((("--out", Path(args.out) / f) for f in CARD_FILES), args.force)
     card = build_card(args.results, args.dataset, embeddings=args.embeddings, npy=args.npy,
                       ids_file=args.ids, name=args.name)
     name = card["model"]["name"]
     out = args.out or Path(args.results) / args.dataset / "cards" / name.replace("/", "_")
-    paths = write_card(card, out)
+    paths = write_card(card, out, force=args.force)
     section = card["metrics"][card["headline_metric"]]
     print(f"{name} on {args.dataset}: {card['headline_metric']} rank {section['rank']} of "
           f"{section['n_ranked']}, nearest {', '.join(section['nearest'])} "
@@ -407,7 +441,7 @@ def cmd_export_structures(args: argparse.Namespace) -> int:
                                 "or make study), or pass --results with a finished study's "
                                 "results folder")
     out = args.out or Path(args.results) / args.dataset / "export" / default_name(args.format)
-    summary = export_structures(structures, args.format, out)
+    summary = export_structures(structures, args.format, out, force=args.force)
     lacking = {"extxyz": "no 3D structure", "smiles": "no SMILES"}.get(args.format)
     skipped = f", {summary.skipped} skipped ({lacking})" if summary.skipped else ""
     print(f"{summary.written} structures{skipped} -> {summary.path}")
@@ -425,6 +459,20 @@ def _dataset_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], na
         p.add_argument("--figure", required=True, help="R² heatmap (PNG)")
     p.add_argument("--seed", type=int, default=0)
     return p
+
+
+def _add_repeats(p: argparse.ArgumentParser) -> None:
+    from matteralign.analysis.ridge import DEFAULT_REPEATS
+
+    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                   help="seeded K-fold splits (seed, seed + 1, ...) averaged, with an interval")
+
+
+def _add_force(p: argparse.ArgumentParser) -> None:
+    """``--force``: the command's outputs may replace existing files (without it, it stops
+    when one exists, before writing anything)."""
+    p.add_argument("--force", action="store_true",
+                   help="replace output files that already exist (default: stop and name them)")
 
 
 def _add_alignment_options(p: argparse.ArgumentParser, resampled: str) -> None:
@@ -462,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("dataset")
     f.add_argument("--dest", default=None, help="folder to download into (data/NAME)")
     f.add_argument("--ids", default=None, help="rcsb-pdb: comma-separated PDB ids")
+    _add_force(f)
     f.set_defaults(func=cmd_data_fetch)
 
     p = sub.add_parser("weights", help="model weights")
@@ -472,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dest", default=None, help="folder (default ~/.cache/matteralign/weights)")
     f.add_argument("--envs", default=".envs", help="folder of the local family environments")
     f.add_argument("--in-env", action="store_true", help=argparse.SUPPRESS)
+    _add_force(f)
     f.set_defaults(func=cmd_weights_fetch)
 
     p = sub.add_parser("check-config", help="validate a study configuration")
@@ -488,7 +538,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--options", default="{}", help="dataset options as JSON")
+    p.add_argument("--check", default=None, help="JSON: dataset -> the study's checks of the "
+                   "subsample (k, models and their options; the workflow gives them)")
     p.add_argument("--out", required=True)
+    _add_force(p)
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("embed", help="embed a structures file with one model")
@@ -507,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-atoms-total", type=int, default=None,
                    help="most atoms in the per-atom file (default 20,000): structures are "
                         "taken in sha256(id) order while they fit")
+    _add_force(p)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("env", help="model-family environments")
@@ -528,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embeddings", nargs="+", required=True)
     p.add_argument("--out", nargs="+", required=True, metavar="METRIC=PATH")
     _add_alignment_options(p, "structures")
+    _add_force(p)
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("align-atoms", help="all metrics over the atoms of one dataset (per-atom "
@@ -538,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-element", nargs="*", default=[], metavar="METRIC=PATH",
                    help="the same metrics within each element, one file per metric")
     _add_alignment_options(p, "structures (all atoms of each), the null shuffles atoms")
+    _add_force(p)
     p.set_defaults(func=cmd_align_atoms)
 
     p = sub.add_parser("pooled-vs-atoms", help="pooled against atom-level alignment of the "
@@ -547,33 +603,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-element", nargs="*", default=[], help="its by-element files")
     p.add_argument("--table", required=True, help="TSV output")
     p.add_argument("--figure", required=True, help="PNG output")
+    _add_force(p)
     p.set_defaults(func=cmd_pooled_vs_atoms)
 
     p = sub.add_parser("plot", help="figure of one metric file")
     p.add_argument("metric_file")
     p.add_argument("--out", required=True)
     p.add_argument("--no-cluster", action="store_true")
+    _add_force(p)
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("summary", help="provenance table of the embedding files")
     p.add_argument("--embeddings", nargs="+", required=True)
     p.add_argument("--metrics", nargs="*", default=[])
     p.add_argument("--out", required=True)
+    _add_force(p)
     p.set_defaults(func=cmd_summary)
 
     p = _dataset_parser(sub, "performance", "energy error (composition-corrected) and "
                         "reference-energy probe of every model of a dataset", "performance.h5")
+    _add_force(p)
     p.set_defaults(func=cmd_performance)
 
     p = _dataset_parser(sub, "probes", "ridge probes of every property from every model",
                         "probes.h5", figure=True)
+    _add_repeats(p)
+    _add_force(p)
     p.set_defaults(func=cmd_probes)
 
     p = _dataset_parser(sub, "transfer", "probe transfer between every ordered model pair",
                         "transfer.h5", figure=True)
     p.add_argument("--property", default=None,
-                   help="property to probe (default: the dataset's reference energy, else "
-                        "its first property with values)")
+                   help="primary property to probe (default: the dataset's reference energy, "
+                        "else its first property with values); the reference energy per "
+                        "atom, the reference energy and a gap follow when the dataset has them")
+    _add_repeats(p)
+    _add_force(p)
     p.set_defaults(func=cmd_transfer)
     p = sub.add_parser("convergence", help="alignment against error: Spearman ρ and figure")
     p.add_argument("--performance", required=True, help="performance.h5 of the dataset")
@@ -583,6 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None,
                    help="reference model (default: the lowest finite MAE)")
     p.add_argument("--seed", type=int, default=0)
+    _add_force(p)
     p.set_defaults(func=cmd_convergence)
 
     p = sub.add_parser("regimes", help="ID/OOD/control regimes: intrinsic dimension and II")
@@ -595,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure-ii", required=True)
     p.add_argument("--domains", default=None,
                    help="training-domain overrides as JSON (inline or a file): model -> kinds")
+    _add_force(p)
     p.set_defaults(func=cmd_regimes)
 
     p = sub.add_parser("maps", help="PCA (and UMAP if installed) maps of every model")
@@ -604,11 +671,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--preprocessing", default="l2")
     p.add_argument("--seed", type=int, default=0)
+    _add_force(p)
     p.set_defaults(func=cmd_maps)
 
     p = sub.add_parser("tree", help="dendrogram of models from alignment distances")
     p.add_argument("--metric-file", required=True, help="a similarity metric file (cknna.h5)")
     p.add_argument("--out", required=True)
+    _add_force(p)
     p.set_defaults(func=cmd_tree)
 
     p = sub.add_parser("answers", help="the paper's claims tested on a study's results (HTML)")
@@ -619,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="the numbers (default: --out with .json)")
     p.add_argument("--no-embed", action="store_true",
                    help="link the figures instead of embedding them in the page")
+    _add_force(p)
     p.set_defaults(func=cmd_answers)
 
     p = sub.add_parser("export-structures",
@@ -628,6 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=["extxyz", "smiles", "csv"])
     p.add_argument("--out", default=None,
                    help="default: {results}/{dataset}/export/structures.{xyz|smi|csv}")
+    _add_force(p)
     p.set_defaults(func=cmd_export_structures)
 
     p = sub.add_parser("card", help="place a new model's embeddings against a stored study's "
@@ -642,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="the study's results folder")
     p.add_argument("--out", default=None,
                    help="output folder (default: {results}/{dataset}/cards/{name})")
+    _add_force(p)
     p.set_defaults(func=cmd_card)
     return parser
 

@@ -23,12 +23,12 @@ the ``.matteralign-building`` sentinel of a build in progress; any other non-emp
 refused. A stale environment is replaced without a window in which none exists: a venv
 hard-codes its prefix, so the old one is renamed aside to ``{prefix}.old-XXXX``, the new one
 is built at the prefix, and the old one is deleted only once the new one is complete (on a
-failure the partial new one is deleted and the old one renamed back).
+failure the partial new one is deleted and the old one renamed back). One build of a prefix
+runs at a time: it holds the lock file ``.{name}.lock`` beside it (:mod:`matteralign.locks`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -46,6 +46,7 @@ import yaml
 
 from matteralign.errors import MatterAlignError
 from matteralign.installer import uv_binary, uv_settings, uv_version
+from matteralign.locks import locked
 
 MARKER = "matteralign-env.json"
 #: a copy of the marker that no workflow rule names as an output: proof of ownership after
@@ -208,10 +209,18 @@ def build_env(env_file: str | Path, prefix: str | Path, log=print,
     spec = read_env_file(env_file)
     prefix = Path(prefix).absolute()
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    # one build of a prefix at a time (make, Snakemake and a test session may all ask)
-    with open(prefix.with_name(f".{prefix.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # one build of a prefix at a time (make, Snakemake and a test session may all ask): a
+    # second build waits, then finds the environment current
+    with locked(build_lock(prefix), {"purpose": f"building {prefix}", "prefix": str(prefix)},
+                wait=None, note=log):
         return _build_or_reuse(spec, prefix, log, cache)
+
+
+def build_lock(prefix: str | Path) -> Path:
+    """``.{name}.lock`` beside the environment: held while one builds it (:mod:`locks`: a
+    user's file of that name is refused, never emptied; a dead build's lock is taken over)."""
+    prefix = Path(prefix)
+    return prefix.with_name(f".{prefix.name}.lock")
 
 
 def _build_or_reuse(spec: EnvSpec, prefix: Path, log, cache: str | Path | None) -> Path:

@@ -15,6 +15,8 @@ from matteralign import __version__
 
 #: packages recorded in every file, besides each model's own key packages
 CORE_PACKAGES = ("numpy", "h5py", "torch")
+#: the checkout's folders of code and settings: an untracked file there makes it dirty
+CODE_DIRS = ("src", "workflow", "config")
 
 
 def package_versions(names: Iterable[str]) -> dict[str, str]:
@@ -28,7 +30,9 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
 
 
 def git_commit(root: str | os.PathLike[str] | None = None) -> str:
-    """The commit of the code that ran, with "+dirty" when tracked files have changes.
+    """The commit of the code that ran, with "+dirty" when tracked files have changes or a
+    folder of code (:data:`CODE_DIRS`) holds files git does not track and does not ignore:
+    a new adapter starts out as such a file and is code that ran, not in the commit.
 
     ``root``: the checkout to ask (default: the one this module's file is tracked in, which is
     the code that runs, also inside the workflow's jobs); "unknown" outside a git checkout, and
@@ -46,9 +50,14 @@ def git_commit(root: str | os.PathLike[str] | None = None) -> str:
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
                                 "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10, check=True)
+        # ":/dir": from the top of the checkout, wherever root is inside it
+        new = subprocess.run(["git", "-C", str(root), "ls-files", "--others",
+                              "--exclude-standard", "--", *(f":/{d}" for d in CODE_DIRS)],
+                             capture_output=True, text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    changed = dirty.stdout.strip() or new.stdout.strip()
+    return commit.stdout.strip() + ("+dirty" if changed else "")
 
 
 def provenance(packages: Iterable[str] = ()) -> dict[str, str]:

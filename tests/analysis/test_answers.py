@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,23 +35,39 @@ STRUCTURE = ["chgnet-0.3.0", "sevennet-0", "ani-1x", "cgcnn-formation-energy"]
 STRINGS = ["minimol", "rxnfp-bert-ft", "minilm-l6-v2"]
 
 
-def config(datasets: Sequence[str] = ("qm9",), permutations: int = 10, **analysis) -> dict:
+#: permutations of the planted files: the fewest with which p = 1/(P+1) reaches 0.05
+P = 20
+B = 10
+
+
+def config(datasets: Sequence[str] = ("qm9",), permutations: int = P, **analysis) -> dict:
     return {"results": "results", "seed": 0,
             "datasets": {d: {"n": 100} for d in datasets},
             "models": {m: {} for m in QM9},
             "metrics": {"names": ["cknna", "mutual_knn", "cka", "information_imbalance",
                                   "intrinsic_dim"], "k": 5, "preprocessing": "l2",
-                        "bootstrap": 10, "permutations": permutations},
+                        "bootstrap": B, "permutations": permutations},
             "analysis": {"enabled": True, "reference": None, "domains": {},
                          "transfer_property": {}, "map_properties": {}, **analysis}}
 
 
+def planted_replicates(matrix: np.ndarray, half_width: float, seed: int = 0) -> np.ndarray:
+    """B half-sample values around ``matrix`` whose 95% spread is about ±half_width, each
+    entry independent (symmetric like the matrix)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(-half_width, half_width, size=(B, *matrix.shape))
+    noise = (noise + noise.transpose(0, 2, 1)) / 2 * np.sqrt(2)
+    return matrix[None] + noise
+
+
 def pairwise_file(path: Path, metric: str, models: dict[str, str], matrix: np.ndarray,
                   null: float | None = 0.05, p95: float | None = 0.08, half_width: float = 0.02,
-                  higher: bool = True) -> MetricFile:
-    """A metric file with bootstrap intervals and a permutation null (None: no null)."""
+                  higher: bool = True, permutations: int = P, families=None) -> MetricFile:
+    """A metric file with bootstrap intervals, half-sample replicates and a permutation null
+    (None: no null) whose p-value is the smallest, 1/(P+1), beyond ``p95`` and 1 otherwise."""
     m = len(models)
-    extra = {"ci_low": matrix - half_width, "ci_high": matrix + half_width}
+    extra = {"ci_low": matrix - half_width, "ci_high": matrix + half_width,
+             "replicates": planted_replicates(matrix, half_width)}
     if null is not None:
         null_mean, threshold = np.full((m, m), null), np.full((m, m), p95)
         np.fill_diagonal(null_mean, np.nan)
@@ -58,20 +75,29 @@ def pairwise_file(path: Path, metric: str, models: dict[str, str], matrix: np.nd
         above = (matrix > threshold) if higher else (matrix < threshold)
         calibrated = ((matrix - null_mean) / (1.0 - null_mean) if higher
                       else (null_mean - matrix) / null_mean)
+        p_value = np.where(above, 1.0 / (1 + permutations), 1.0)
+        np.fill_diagonal(p_value, np.nan)
         extra.update(null_mean=null_mean, null_p95=threshold, calibrated=calibrated,
+                     p_value=p_value,
                      above_chance=np.where(np.isfinite(threshold), above.astype(float), np.nan))
     result = MetricFile(metric, list(models), matrix=matrix, extra=extra, attrs={
-        "dataset": path.parent.name, "n_used": 100, "k": 5, "bootstrap": 10,
-        "permutations": 0 if null is None else 10, "modalities": list(models.values()),
-        "random_init": ["False"] * m, "higher_is_aligned": str(higher)})
+        "dataset": path.parent.name, "n_used": 100, "k": 5, "bootstrap": B,
+        "permutations": 0 if null is None else permutations,
+        "modalities": list(models.values()), "random_init": ["False"] * m,
+        "families": list(families or models), "higher_is_aligned": str(higher)})
     write_metric(path, result)
     return result
 
 
-def cross_matrix(models: Sequence[str], cross: float, within: float = 0.6) -> np.ndarray:
-    """Symmetric planted alignments: `cross` between 3D and string models, else `within`."""
+def cross_matrix(models: Sequence[str], cross: float, within: float = 0.6,
+                 control_cross: float = 0.15) -> np.ndarray:
+    """Symmetric planted alignments: `cross` between trained 3D and string models,
+    `control_cross` between a control (morgan-fp) and a model of the other kind, else
+    `within`."""
     kinds = [QM9[m] == "atoms" for m in models]
-    matrix = np.array([[1.0 if i == j else cross if a != b else within
+    controls = [m == "morgan-fp" for m in models]
+    matrix = np.array([[1.0 if i == j else (control_cross if controls[i] or controls[j]
+                                            else cross) if a != b else within
                         for j, b in enumerate(kinds)] for i, a in enumerate(kinds)])
     return matrix
 
@@ -133,7 +159,7 @@ def test_combine_rules():
     assert combine([DISAGREES, DISAGREES]) == DISAGREES
 
 
-def test_cross_modality_above_chance_agrees(results):
+def test_cross_modality_above_chance_and_above_controls_agrees(results):
     answers = study_answers(results, config())
     test = claim(answers, "cross_modality").tests[0]
     assert test.verdict == AGREES, test.reason
@@ -141,17 +167,53 @@ def test_cross_modality_above_chance_agrees(results):
     assert stats["n_pairs"] == len(STRUCTURE) * len(STRINGS)
     assert stats["share_above_chance"] == 1.0
     np.testing.assert_allclose(stats["mean_calibrated"], (0.4 - 0.05) / 0.95)
-    # the Morgan-fingerprint baseline is shown as a control, not counted
+    # the Morgan-fingerprint baseline replaces the SMILES partners: 0.4 - 0.15 on those 8
+    # pairs; the 4 pairs with the text model have no control of their input type
+    effect = test.numbers["effect_over_controls"]
+    assert effect["n_pairs"] == len(STRUCTURE) * 2 and effect["controls"] == ["morgan-fp"]
+    assert effect["value"] == pytest.approx(0.25)
+    assert 0 < effect["ci"][0] < 0.25 < effect["ci"][1]
     assert test.numbers["controls"]["n_pairs"] == len(STRUCTURE)
     assert any("morgan-fp" in line for line in test.controls)
 
 
+def test_cross_modality_as_aligned_as_a_control_never_agrees(results):
+    """Pairs far above chance, but a baseline reaches the same: the rows correspond, and the
+    alignment says nothing beyond what the baseline encodes."""
+    folder = results / "qm9"
+    for control_cross, expected in ((0.4, INCONCLUSIVE), (0.5, DISAGREES)):
+        pairwise_file(folder / "cknna.h5", "cknna", QM9,
+                      cross_matrix(list(QM9), 0.4, control_cross=control_cross))
+        test = claim(study_answers(results, config()), "cross_modality").tests[0]
+        assert test.numbers["trained"]["share_above_chance"] == 1.0
+        assert test.verdict == expected, test.reason
+
+
 def test_cross_modality_at_chance_disagrees(results):
     folder = results / "qm9"
-    pairwise_file(folder / "cknna.h5", "cknna", QM9, cross_matrix(list(QM9), 0.06))
+    pairwise_file(folder / "cknna.h5", "cknna", QM9, cross_matrix(list(QM9), 0.06,
+                                                                   control_cross=0.06))
     test = claim(study_answers(results, config()), "cross_modality").tests[0]
     assert test.verdict == DISAGREES
     assert test.numbers["trained"]["share_above_chance"] == 0.0
+
+
+def test_cross_modality_needs_a_control_replicates_and_enough_permutations(results):
+    folder = results / "qm9"
+    grid = {m: k for m, k in QM9.items() if m != "morgan-fp"}
+    pairwise_file(folder / "cknna.h5", "cknna", grid, cross_matrix(list(grid), 0.4))
+    test = claim(study_answers(results, config()), "cross_modality").tests[0]
+    assert test.verdict == UNTESTABLE and "no control" in test.reason
+    pairwise_file(folder / "cknna.h5", "cknna", QM9, cross_matrix(list(QM9), 0.4),
+                  permutations=10)
+    test = claim(study_answers(results, config()), "cross_modality").tests[0]
+    assert test.verdict == UNTESTABLE and "cannot reach 0.05" in test.reason
+    metric = read_metric(folder / "cknna.h5")
+    metric.extra.pop("replicates")
+    metric.attrs["permutations"] = P
+    write_metric(folder / "cknna.h5", metric)
+    test = claim(study_answers(results, config()), "cross_modality").tests[0]
+    assert test.verdict == UNTESTABLE and "replicates" in test.reason
 
 
 def test_no_permutation_null_cannot_be_tested(results):
@@ -169,8 +231,8 @@ def test_no_permutation_null_cannot_be_tested(results):
 def test_pair_line_gives_interval_chance_and_calibrated(results):
     metric = read_metric(results / "qm9" / "cknna.h5")
     line = describe_pair(metric, "chgnet-0.3.0", "minimol", "qm9")
-    assert line == ("CKNNA(chgnet-0.3.0, minimol) on qm9 = 0.4 [0.38, 0.42], chance 0.05 "
-                    "(null 95% threshold 0.08), calibrated 0.368 [0.347, 0.389], above chance")
+    assert line == ("CKNNA(chgnet-0.3.0, minimol) on qm9 = 0.4 [0.38, 0.42], chance 0.05, "
+                    "p = 0.048, calibrated 0.368 [0.347, 0.389], above chance")
 
 
 def test_calibrated_value_without_stored_calibration_matches_formula(tmp_path):
@@ -197,26 +259,51 @@ def test_calibrated_value_without_stored_calibration_matches_formula(tmp_path):
     assert backward.calibrated == pytest.approx(0.1) and backward.above_chance == 1.0
 
 
-def test_planted_convergence_agrees_and_wide_interval_is_inconclusive(results):
+LADDER = [f"potential-{i}" for i in range(8)]
+
+
+def ladder_files(folder: Path, align: Sequence[float], families=None) -> None:
+    """A grid of 8 independent potentials (mae 0.01 ... 0.08 eV) plus their reference
+    (`ani-1x`, the lowest error) whose CKNNA to the reference is ``align``."""
+    grid = {"ani-1x": "atoms", **{m: "atoms" for m in LADDER}, "morgan-fp": "smiles"}
+    m = len(grid)
+    matrix = np.full((m, m), 0.3)
+    np.fill_diagonal(matrix, 1.0)
+    for i, value in enumerate(align):
+        matrix[0, i + 1] = matrix[i + 1, 0] = value
+    pairwise_file(folder / "cknna.h5", "cknna", grid, matrix,
+                  families=["ani", *(families or LADDER), "baseline"])
+    mae = [0.001, *[0.01 * (i + 1) for i in range(len(LADDER))], np.nan]
+    convergence_file(folder / "convergence.h5", list(grid), mae, [1.0, *align, 0.3], np.nan,
+                     np.nan, np.nan)
+
+
+def test_planted_ladder_of_8_independent_models_agrees_with_the_exact_p(results):
     folder = results / "qm9"
-    models = STRUCTURE
-    convergence_file(folder / "convergence.h5", models, [0.01, 0.02, 0.05, 0.1],
-                     [1.0, 0.8, 0.6, 0.4], -1.0, -1.0, -1.0)
-    write_table(folder / "performance.h5", {
-        "models": models, "control": [""] * 4, "energy_mae": [0.01, 0.02, 0.05, 0.1],
-        "energy_mae_per_atom": [0.001, 0.002, np.nan, 0.01], "energy_n": [50, 50, 0, 50]}, {})
+    ladder_files(folder, [0.9 - 0.1 * i for i in range(8)])  # alignment falls as MAE rises
     test = claim(study_answers(results, config()), "convergence").tests[0]
-    assert test.verdict == AGREES
-    assert ("held-out energy MAE per atom, eV/atom (performance.h5): chgnet-0.3.0 0.001 "
-            "(n = 50), sevennet-0 0.002 (n = 50), cgcnn-formation-energy 0.01 (n = 50)"
-            ) in test.measured
-    convergence_file(folder / "convergence.h5", models, [0.01, 0.02, 0.05, 0.1],
-                     [1.0, 0.8, 0.6, 0.4], -0.5, -1.0, 0.5)
-    assert claim(study_answers(results, config()), "convergence").tests[0].verdict == \
-        INCONCLUSIVE
-    convergence_file(folder / "convergence.h5", models, [0.01, 0.02, 0.05, 0.1],
-                     [1.0, 0.4, 0.6, 0.8], 0.8, 0.4, 1.0)
+    assert test.verdict == AGREES, test.reason
+    assert test.numbers["rho"] == pytest.approx(-1.0)
+    assert test.numbers["p_value"] == pytest.approx(2 / math.factorial(8))
+    assert test.numbers["min_p"] == pytest.approx(2 / math.factorial(8))
+    assert test.numbers["n_families"] == 8
+    ladder_files(folder, [0.2 + 0.1 * i for i in range(8)])
     assert claim(study_answers(results, config()), "convergence").tests[0].verdict == DISAGREES
+    ladder_files(folder, [0.5, 0.3, 0.6, 0.4, 0.7, 0.2, 0.5, 0.45])
+    test = claim(study_answers(results, config()), "convergence").tests[0]
+    assert test.verdict == INCONCLUSIVE and test.numbers["p_value"] > 0.05
+
+
+def test_four_models_or_sibling_checkpoints_cannot_reach_agrees(results):
+    folder = results / "qm9"
+    # the same perfect ladder, but the 8 checkpoints are 4 families of 2
+    ladder_files(folder, [0.9 - 0.1 * i for i in range(8)],
+                 families=[f"family-{i // 2}" for i in range(8)])
+    test = claim(study_answers(results, config()), "convergence").tests[0]
+    assert test.verdict == UNTESTABLE, test.reason
+    assert test.numbers["n_families"] == 4 and test.numbers["n_models"] == 8
+    assert test.numbers["min_p"] == pytest.approx(2 / 24)
+    assert "smallest attainable" in test.reason
 
 
 def test_no_energies_cannot_be_tested(results):
@@ -260,9 +347,10 @@ def test_local_optimum_rules(results):
     pairwise_file(folder / "cknna.h5", "cknna", QM9, cknna, half_width=0.5)
     test = claim(study_answers(results, config()), "local_optimum").tests[0]
     assert test.verdict == INCONCLUSIVE
+    # no candidate: the existential claim is neither shown nor refuted
     convergence_file(folder / "convergence.h5", models, mae, align, 0.0, -1, 1)
-    assert claim(study_answers(results, config()), "local_optimum").tests[0].verdict == \
-        DISAGREES
+    test = claim(study_answers(results, config()), "local_optimum").tests[0]
+    assert test.verdict == INCONCLUSIVE and "does not show that none exists" in test.reason
     convergence_file(folder / "convergence.h5", models[:3], mae[:3], align[:3], 0.0, -1, 1)
     assert claim(study_answers(results, config()), "local_optimum").tests[0].verdict == \
         UNTESTABLE
@@ -278,26 +366,43 @@ def regimes_file(path: Path, groups: dict[str, tuple[str, float]]) -> None:
                                "mean_calibrated_alignment": 0.3}})})
 
 
-def test_ood_collapse_agrees_reverse_disagrees_few_models_inconclusive(results):
+def regime_grid(folder: Path, groups: dict[str, tuple[str, float]], families=None) -> None:
+    """cknna.h5 over the models of ``groups`` (3D unless named like a string model), so that
+    modalities and families resolve, and regimes.h5 with their groups and dimensions."""
+    grid = {m: QM9.get(m, "atoms") for m in groups}
+    matrix = np.full((len(grid), len(grid)), 0.3)
+    np.fill_diagonal(matrix, 1.0)
+    pairwise_file(folder / "cknna.h5", "cknna", grid, matrix, families=families)
+    regimes_file(folder / "regimes.h5", groups)
+
+
+def test_ood_collapse_over_3d_families_agrees_reverse_disagrees_few_cannot_be_tested(results):
     folder = results / "qm9"
-    low_ood = {"ani-1x": ("ID", 12.0), "minimol": ("ID", 11.0), "rxnfp-bert-ft": ("ID", 13.0),
-               "cgcnn-formation-energy": ("ID", 10.0),  # as if overridden by analysis.domains
-               "chgnet-0.3.0": ("OOD", 4.0), "sevennet-0": ("OOD", 5.0),
-               "minilm-l6-v2": ("OOD", 3.0),  # text: left out of the test
-               "morgan-fp": ("control", 6.0)}
-    extra_ood = {"chgnet-0.2.0": ("OOD", 4.5), "sevennet-0-22may2024": ("OOD", 3.5)}
-    regimes_file(folder / "regimes.h5", {**low_ood, **extra_ood})
+    ids = {f"id-{i}": ("ID", 12.0 + i) for i in range(4)}
+    oods = {f"ood-{i}": ("OOD", 4.0 + i) for i in range(4)}
+    others = {"minimol": ("ID", 2.0), "minilm-l6-v2": ("OOD", 30.0),  # other input types
+              "morgan-fp": ("control", 6.0)}
+    regime_grid(folder, {**ids, **oods, **others})
     test = claim(study_answers(results, config()), "regimes").tests[0]
     assert test.verdict == AGREES, test.reason
-    assert "minilm-l6-v2" not in test.numbers["ood"]
+    assert "minimol" not in test.numbers["id"] and "minilm-l6-v2" not in test.numbers["ood"]
     assert test.numbers["p_value"] == pytest.approx(2 / 70)  # exact: 4 vs 4, fully separated
-    flipped = {m: (g, 16.0 - d if g != "control" else d)
-               for m, (g, d) in {**low_ood, **extra_ood}.items()}
-    regimes_file(folder / "regimes.h5", flipped)
+    flipped = {m: (g, 20.0 - d) for m, (g, d) in {**ids, **oods}.items()}
+    regime_grid(folder, {**flipped, **others})
     assert claim(study_answers(results, config()), "regimes").tests[0].verdict == DISAGREES
-    regimes_file(folder / "regimes.h5", low_ood)  # 4 vs 2: p = 2/15 > 0.05
-    assert claim(study_answers(results, config()), "regimes").tests[0].verdict == INCONCLUSIVE
-    regimes_file(folder / "regimes.h5", {"ani-1x": ("ID", 12.0), "morgan-fp": ("control", 6.)})
+    mixed = {**ids, **oods, "id-0": ("ID", 4.5), "ood-0": ("OOD", 12.5)}
+    regime_grid(folder, {**mixed, **others})
+    test = claim(study_answers(results, config()), "regimes").tests[0]
+    assert test.verdict == INCONCLUSIVE and test.numbers["p_value"] > 0.05
+    # the default study's shape: one ID potential family against three OOD families
+    regime_grid(folder, {"ani-1x": ("ID", 12.0), "chgnet-0.3.0": ("OOD", 4.0),
+                         "chgnet-0.2.0": ("OOD", 4.5), "sevennet-0": ("OOD", 5.0),
+                         "cgcnn-formation-energy": ("OOD", 3.0), **others},
+                families=["ani", "chgnet", "chgnet", "sevenn", "cgcnn", "minimol", "text",
+                          "baseline"])
+    test = claim(study_answers(results, config()), "regimes").tests[0]
+    assert test.verdict == UNTESTABLE and test.numbers["min_p"] == pytest.approx(0.5)
+    regime_grid(folder, {"ani-1x": ("ID", 12.0), "morgan-fp": ("control", 6.)})
     assert claim(study_answers(results, config()), "regimes").tests[0].verdict == UNTESTABLE
 
 
@@ -324,20 +429,28 @@ def test_transfer_rules(results):
     direct = np.array([0.8, 0.6, 0.1, 0.9])  # minimol's own probe is too weak to transfer
     r2 = np.array([[0.8, 0.6, 0.5, 0.7], [0.5, 0.6, 0.4, 0.5], [0.0, 0.0, 0.1, 0.0],
                    [0.8, 0.8, 0.8, 0.9]])
-    write_table(folder / "transfer.h5", {"models": models, "r2": r2, "r2_direct": direct},
-                {"property": "gap"})
+
+    def table(r2, direct, from_controls):
+        write_table(folder / "transfer.h5", {
+            "models": models, "r2": r2, "r2_direct": direct, "r2_lo": r2 - 0.05,
+            "r2_hi": r2 + 0.05, "r2_from_controls": np.asarray(from_controls, float)},
+            {"property": "gap"})
+
+    table(r2, direct, [0.2, 0.1, 0.0, np.nan])
     test = claim(study_answers(results, config()), "transfer").tests[0]
     # owners chgnet (0.6/0.8, 0.5/0.8) and sevennet (0.5/0.6, 0.4/0.6): median 0.708
-    assert test.verdict == AGREES
+    assert test.verdict == AGREES, test.reason
     assert test.numbers["median_retention"] == pytest.approx(np.median(
         [0.6 / 0.8, 0.5 / 0.8, 0.5 / 0.6, 0.4 / 0.6]))
-    assert test.numbers["n_pairs"] == 4 and test.controls
-    write_table(folder / "transfer.h5", {"models": models, "r2": r2 * [[1], [1], [1], [1]]
-                                         * np.where(np.eye(4), 1.0, 0.2), "r2_direct": direct},
-                {"property": "gap"})
+    assert test.numbers["n_pairs"] == 4 and test.numbers["share_beyond_controls"] == 1.0
+    assert claim(study_answers(results, config()), "transfer").source.startswith(
+        "a popular-press account")
+    # a control that transfers as well: retention alone does not make an answer
+    table(r2, direct, [0.6, 0.5, 0.0, np.nan])
+    assert claim(study_answers(results, config()), "transfer").tests[0].verdict == INCONCLUSIVE
+    table(r2 * np.where(np.eye(4), 1.0, 0.2), direct, [0.0, 0.0, 0.0, np.nan])
     assert claim(study_answers(results, config()), "transfer").tests[0].verdict == DISAGREES
-    write_table(folder / "transfer.h5", {"models": models, "r2": r2 * 0.1,
-                                         "r2_direct": direct * 0.1}, {"property": "gap"})
+    table(r2 * 0.1, direct * 0.1, [0.0, 0.0, 0.0, np.nan])
     assert claim(study_answers(results, config()), "transfer").tests[0].verdict == UNTESTABLE
 
 
@@ -394,7 +507,7 @@ def test_cli_answers(results, tmp_path, capsys):
     assert "agrees" in capsys.readouterr().out
     bad = config(reference="uma-s-1p1")
     assert main(["answers", "--results", str(results), "--config", json.dumps(bad),
-                 "--out", str(out)]) == 2
+                 "--out", str(tmp_path / "bad.html")]) == 2
     assert "analysis.reference" in capsys.readouterr().err
 
 

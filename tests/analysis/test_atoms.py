@@ -301,7 +301,7 @@ def test_pooled_vs_atoms_table_and_figure(atom_files, tmp_path):
     assert len(lines) == 1 + len(pairs)
     assert main(["pooled-vs-atoms", "--pooled", *map(str, pooled_files.values()),
                  "--atoms", *map(str, atoms.values()), "--by-element", *map(str, by.values()),
-                 "--table", str(table), "--figure", str(figure)]) == 0
+                 "--table", str(table), "--figure", str(figure), "--force"]) == 0
     assert figure.stat().st_size > 10_000
 
 

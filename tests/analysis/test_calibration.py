@@ -25,7 +25,7 @@ def null(independent):
     return pairwise(independent, ["cka", "dcor", "ii"], permutations=P, seed=11)
 
 
-def test_null_p95_is_the_percentile_of_the_shuffled_scores(independent, null) -> None:
+def test_null_p95_is_the_order_statistic_of_the_shuffled_scores(independent, null) -> None:
     # replay pairwise's seeded shuffles (one permutation per model per replicate) with the
     # single-pair functions
     rng = np.random.default_rng(11)
@@ -36,9 +36,11 @@ def test_null_p95_is_the_percentile_of_the_shuffled_scores(independent, null) ->
         scores["cka"].append(cka(x[px], y[py]))
         scores["dcor"].append(dcor(x[px], y[py]))
         scores["information_imbalance"].append(information_imbalance(x[px], y[py]))
-    for name, q in (("cka", 95), ("dcor", 95), ("information_imbalance", 5)):
+    rank = int(np.ceil(0.95 * (P + 1)))  # the order statistic beyond which p <= 0.05
+    for name, index in (("cka", rank - 1), ("dcor", rank - 1),
+                        ("information_imbalance", P - rank)):
         p95 = null[f"{name}/null_p95"][0]
-        assert p95[0, 1] == pytest.approx(np.percentile(scores[name], q), abs=1e-12)
+        assert p95[0, 1] == pytest.approx(np.sort(scores[name])[index], abs=1e-12)
         assert null[f"{name}/null_mean"][0][0, 1] == pytest.approx(np.mean(scores[name]),
                                                                     abs=1e-12)
         assert np.isnan(np.diag(p95)).all()
@@ -177,3 +179,49 @@ def test_heatmap_labels_mark_both_kinds_of_control():
                         matrix=np.eye(3), attrs={"random_init": ["False", "False", "True"]})
     assert _labels(result) == ["sevennet-0", "composition (baseline)",
                                "chgnet-0.3.0 (random-init)"]
+
+
+@given(st.integers(1, 120), st.integers(0, 2**32 - 1), st.booleans())
+def test_beyond_the_threshold_exactly_when_p_is_at_most_005(p: int, seed: int,
+                                                             higher: bool) -> None:
+    """The threshold and the p-value (1 + #as aligned)/(1 + P) give the same decision, ties
+    included; with P < 19 nothing is above chance."""
+    from matteralign.metrics.resampling import chance_threshold, permutation_p
+
+    rng = np.random.default_rng(seed)
+    nulls = rng.integers(0, 6, size=(p, 7)).astype(float)  # many ties
+    observed = rng.integers(0, 7, size=7).astype(float)
+    pv = permutation_p(observed, nulls, higher)
+    threshold = chance_threshold(nulls, higher)
+    beyond = observed > threshold if higher else observed < threshold
+    np.testing.assert_array_equal(beyond, pv <= 0.05)
+    if p < 19:
+        assert not beyond.any()
+
+
+def test_benjamini_hochberg_matches_scipy() -> None:
+    from scipy.stats import false_discovery_control
+
+    from matteralign.analysis.calibration import benjamini_hochberg
+
+    p = np.random.default_rng(3).uniform(size=40) ** 3
+    p[[3, 9]] = np.nan
+    q = benjamini_hochberg(p)
+    finite = np.isfinite(p)
+    np.testing.assert_allclose(q[finite], false_discovery_control(p[finite]), rtol=1e-12)
+    assert np.isnan(q[~finite]).all()
+
+
+def test_groger_score_is_the_margin_over_the_pooled_order_statistic() -> None:
+    """Gröger et al.: obs minus the ceil(0.95 (P + 1))-th value of obs and nulls together,
+    scaled to the maximum, clipped at 0."""
+    from matteralign.analysis.calibration import groger_score
+    from matteralign.metrics.resampling import null_summary
+
+    nulls = [np.array([[v]]) for v in np.linspace(0.0, 0.19, 20)]  # P = 20
+    for obs, expected in ((0.6, (0.6 - 0.19) / (1 - 0.19)), (0.1, 0.0)):
+        q = null_summary(nulls, np.array([[obs]]), True)["null_pooled_q95"]
+        # rank ceil(0.95 * 21) = 20 of the 21 pooled values
+        pooled = np.sort(np.append(np.linspace(0.0, 0.19, 20), obs))
+        assert q[0, 0] == pytest.approx(pooled[19])
+        assert groger_score(obs, q, True)[0, 0] == pytest.approx(expected)

@@ -17,12 +17,13 @@ from matteralign.analysis.performance import write_performance
 from matteralign.analysis.probes import write_probes
 from matteralign.cli import main
 from matteralign.errors import InputError, MissingInputError
-from matteralign.io import EmbeddingFile, read_embeddings, write_embeddings
+from matteralign.io import CorruptFileError, EmbeddingFile, read_embeddings, write_embeddings
 from matteralign.metrics import PAIRWISE_METRICS, PER_MODEL_METRICS
 
 from .study_files import write_study
 
-B, P = 4, 9
+# P = 19: the fewest nulls with which p = 1/(P+1) can reach 0.05
+B, P = 4, 19
 SIMILARITIES = ("cknna", "mutual_knn", "cka", "dcor")
 
 
@@ -235,3 +236,81 @@ def test_past_the_memory_budget_the_streamed_engine_gives_the_same_values(result
                         strict=True):
             for key in ("value", "ci_low", "ci_high"):
                 assert a[key] == pytest.approx(b[key], abs=1e-10), (metric, key)
+
+
+def _raw_h5(path: Path, x: np.ndarray, ids: list[str], valid: np.ndarray) -> Path:
+    """An embedding file written without matteralign's writer: no content hash, no checks."""
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        handle["embeddings"] = x
+        handle["ids"] = np.array(ids, dtype="S")
+        handle["valid"] = valid
+        handle["errors"] = np.array([b""] * len(ids))
+        handle.attrs["model"] = path.stem
+    return path
+
+
+def test_an_h5_whose_rows_disagree_with_its_ids_is_refused_naming_both_counts(results,
+                                                                              tmp_path):
+    """Hash or not: more rows than ids are not silently cut, fewer give no IndexError."""
+    f = read_embeddings(results / "qm9" / "embeddings" / "sevennet-0.h5")
+    x = np.asarray(f.embeddings)
+    more = _raw_h5(tmp_path / "more.h5", np.vstack([x, x[:10]]), f.ids, np.ones(170, bool))
+    with pytest.raises(InputError, match=r"more\.h5: embeddings has 170 rows, valid has 170 "
+                                         r"rows but ids has 160; row i of each"):
+        build_card(results, "qm9", embeddings=more)
+    fewer = _raw_h5(tmp_path / "fewer.h5", x[:50], f.ids, np.ones(160, bool))
+    with pytest.raises(InputError, match=r"fewer\.h5: embeddings has 50 rows but ids has 160"):
+        build_card(results, "qm9", embeddings=fewer)
+    # a zoo file is checked the same way
+    zoo = tmp_path / "zoo"
+    shutil.copytree(results, zoo)
+    stored = zoo / "qm9" / "embeddings" / "composition.h5"
+    g = read_embeddings(stored)
+    _raw_h5(stored, np.asarray(g.embeddings)[:-1], g.ids, g.valid)
+    with pytest.raises(CorruptFileError, match=r"composition\.h5 is damaged \(embeddings has "
+                                               r"159 rows but ids has 160"):
+        build_card(zoo, "qm9", embeddings=_copy_of(results, "sevennet-0", tmp_path))
+
+
+def test_the_ids_txt_the_study_writes_is_read_as_it_is(results, tmp_path):
+    """Its `# dataset=...` header is no id; the card's own error points to it."""
+    from matteralign.analysis.card_inputs import read_new_embedding, read_zoo
+    from matteralign.datasets.prepare import write_ids
+
+    root = tmp_path / "results"
+    shutil.copytree(results, root)
+    f = read_embeddings(root / "qm9" / "embeddings" / "sevennet-0.h5")
+    order = np.random.default_rng(1).permutation(len(f.ids))
+    stored = root / "qm9" / "ids.txt"
+    write_ids(stored, [f.ids[i] for i in order], "qm9", 0, "abc")
+    np.save(tmp_path / "x.npy", np.asarray(f.embeddings)[order])
+    zoo = read_zoo(root, "qm9")
+    new = read_new_embedding(zoo.ids, npy=tmp_path / "x.npy", ids_file=stored)
+    assert new.ids == zoo.ids
+    np.testing.assert_array_equal(new.embeddings, np.asarray(f.embeddings, np.float64))
+    with pytest.raises(InputError, match=rf"their ids are in {stored}, which --ids reads"):
+        build_card(root, "qm9", **_npy(tmp_path, np.asarray(f.embeddings)[1:], f.ids[1:]))
+    write_ids(tmp_path / "other.txt", f.ids, "coremof", 0, "abc")
+    with pytest.raises(InputError, match="lists the ids of dataset 'coremof', not 'qm9'"):
+        build_card(root, "qm9", npy=tmp_path / "x.npy", ids_file=tmp_path / "other.txt")
+    lines = stored.read_text().splitlines()
+    _write(tmp_path / "cut.txt", lines[:-1])
+    with pytest.raises(InputError, match="header says n=160 but it lists 159 ids"):
+        build_card(root, "qm9", npy=tmp_path / "x.npy", ids_file=tmp_path / "cut.txt")
+
+
+def test_too_few_valid_rows_for_the_half_samples_say_how_many_are_needed(results, tmp_path):
+    """12 valid rows pass k + 2 = 10 but not the half-samples (N // 2 = 6 rows for k = 8)."""
+    f = read_embeddings(results / "qm9" / "embeddings" / "sevennet-0.h5")
+    valid = np.zeros(len(f.ids), bool)
+    valid[:12] = True
+    x = np.where(valid[:, None], np.asarray(f.embeddings), np.nan).astype(np.float32)
+    path = tmp_path / "few.h5"
+    write_embeddings(path, EmbeddingFile(ids=f.ids, embeddings=x, valid=valid,
+                                         errors=["" if v else "cannot" for v in valid],
+                                         attrs={"model": "few"}))
+    with pytest.raises(InputError, match=r"too few valid rows \(12\) for k=8; need at least 18 "
+                                         r"\(each of the B=4 half-samples"):
+        build_card(results, "qm9", embeddings=path)

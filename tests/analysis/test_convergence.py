@@ -156,8 +156,8 @@ def test_cli_convergence_and_one_line_errors(aligned_study, tmp_path, capsys) ->
     assert main(args) == 0
     with h5py.File(tmp_path / "c.h5") as handle:
         assert handle.attrs["reference"] == "ani-1x"
-    proc = subprocess.run([sys.executable, "-m", "matteralign", *args, "--reference", "nope"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "matteralign", *args, "--reference", "nope",
+                           "--force"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "analysis.reference" in proc.stderr
     assert main([*args[:2], str(tmp_path / "missing.h5"), *args[3:]]) == 2

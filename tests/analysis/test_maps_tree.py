@@ -83,7 +83,7 @@ def test_maps_and_tree_figures(aligned_study, tmp_path, capsys) -> None:
     description = Image.open(out).info.get("Description", "")
     assert ("UMAP not used" in description) != umap_available()
     assert main(["maps", "--structures", str(aligned_study / "structures.h5"), "--embeddings",
-                 *embeddings, "--property", "nope", "--out", str(out)]) == 2
+                 *embeddings, "--property", "nope", "--out", str(tmp_path / "nope.png")]) == 2
     err = capsys.readouterr().err
     assert "--property 'nope'" in err and "energy" in err and err.count("\n") == 1
     assert main(["tree", "--metric-file", str(aligned_study / "cknna.h5"), "--out",

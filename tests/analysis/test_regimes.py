@@ -121,7 +121,7 @@ def test_cli_regimes(aligned_study, tmp_path, capsys) -> None:
     assert main(args) == 0
     data = read_regimes(tmp_path / "r.h5")
     assert data["regime"][data["models"].index("chgnet-0.3.0")] == "ID"
-    bad = list(args)
+    bad = [*args, "--force"]  # over the outputs just written
     bad[2] = "liquids"
     assert main(bad) == 2
     err = capsys.readouterr().err

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from matteralign.cli import main
 from matteralign.models import registered_models
 
@@ -32,3 +34,75 @@ def test_console_script_error_is_one_clear_line(tmp_path):
     )
     assert proc.returncode == 2
     assert "unknown model 'no-such-model'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+#: options that name a file or folder a command writes
+OUTPUT_OPTIONS = {"--out", "--figure", "--figure-id", "--figure-ii", "--table", "--json",
+                  "--atoms-out", "--by-element", "--dest"}
+
+
+def _subcommands(parser) -> dict[str, object]:
+    """Every (sub-)subcommand of the CLI by its full name ("data fetch", ...)."""
+    import argparse
+
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[name] = sub
+                found.update({f"{name} {k}": v for k, v in _subcommands(sub).items()})
+    return found
+
+
+def test_every_command_that_writes_a_named_path_has_force():
+    from matteralign.cli import build_parser
+
+    writers = {}
+    for name, sub in _subcommands(build_parser()).items():
+        options = {o for a in sub._actions for o in a.option_strings}
+        if options & OUTPUT_OPTIONS:
+            writers[name] = "--force" in options
+    assert {"export-structures", "card", "prepare", "embed", "data fetch"} <= set(writers)
+    assert [name for name, has in writers.items() if not has] == []
+
+
+@pytest.mark.parametrize("command, existing", [
+    (["prepare", "no-such-dataset", "--n", "3", "--out", "{tmp}/s.h5"], "ids.txt"),
+    (["embed", "no-such-model", "--structures", "{tmp}/s.h5", "--out", "{tmp}/e.h5"], "e.h5"),
+    (["embed", "no-such-model", "--structures", "{tmp}/s.h5", "--out", "{tmp}/new.h5",
+      "--atoms-out", "{tmp}/a.h5"], "a.h5"),
+    (["align", "--embeddings", "{tmp}/e.h5", "--out", "cknna={tmp}/c.h5"], "c.h5"),
+    (["summary", "--embeddings", "{tmp}/e.h5", "--out", "{tmp}/s.tsv"], "s.tsv"),
+    (["answers", "--results", "{tmp}", "--config", "{{}}", "--out", "{tmp}/a.html"], "a.json"),
+    (["card", "{tmp}/e.h5", "--dataset", "qm9", "--results", "{tmp}", "--out", "{tmp}"],
+     "card.html"),
+], ids=lambda v: v[0] if isinstance(v, list) else v)
+def test_an_existing_output_stops_the_command_before_any_work(tmp_path, capsys, command,
+                                                              existing):
+    """A file the command did not make (here: the user's) is named, kept, and replaced only
+    with --force; the inputs are not even read."""
+    (tmp_path / "e.h5").write_text("placeholder input\n")
+    mine = tmp_path / existing
+    mine.write_text("the user's own file\n")
+    argv = [arg.format(tmp=tmp_path) for arg in command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{mine} (" in err and "already exists: nothing was written" in err
+    assert "--force" in err and err.count("\n") == 1
+    assert mine.read_text() == "the user's own file\n"
+    # with --force the command goes on to its inputs (which fail here)
+    assert main([*argv, "--force"]) == 2
+    assert "already exists" not in capsys.readouterr().err
+
+
+def test_a_card_is_written_into_a_folder_with_a_card_only_with_force(tmp_path):
+    """The default folder (cards/{name}) is known only once the card is built: write_card
+    itself refuses, before drawing anything."""
+    from matteralign.analysis.card import write_card
+    from matteralign.outputs import OutputExistsError
+
+    (tmp_path / "card.json").write_text("an earlier card, edited\n")
+    with pytest.raises(OutputExistsError, match="card.json"):
+        write_card({}, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["card.json"]
+    assert (tmp_path / "card.json").read_text() == "an earlier card, edited\n"

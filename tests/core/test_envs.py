@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -223,13 +224,63 @@ def test_a_stale_env_is_replaced_only_once_the_new_one_is_built(fake_pip, env_fi
     assert "1.16.0" in (prefix / "installed.txt").read_text()
     assert json.loads((prefix / MARKER).read_text())["env_sha256"] != read_env_file(
         env_file).sha256
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".env.lock", "env", "tiny.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["env", "tiny.yaml"]
     fake_pip.fail_install = False
     build_env(env_file, prefix, log=_quiet)
     assert is_current(read_env_file(env_file), prefix)
     assert "1.17.0" in (prefix / "installed.txt").read_text()
     assert not (prefix / "old-only").exists()  # the old env (ours) is gone, and only it
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".env.lock", "env", "tiny.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["env", "tiny.yaml"]
+
+
+# -- the build lock beside the prefix ------------------------------------------------------
+
+
+def test_a_users_file_named_like_the_lock_is_refused_untouched(fake_pip, env_file, tmp_path):
+    """`.{name}.lock` was opened for writing: a user's file of that name was emptied."""
+    lock = tmp_path / ".env.lock"
+    lock.write_text("my notes, not a lock\n")
+    with pytest.raises(OSError) as refused:
+        build_env(env_file, tmp_path / "env", log=_quiet)
+    message = str(refused.value)
+    assert str(lock) in message and "not a matteralign lock file" in message
+    assert "move or rename it" in message and "\n" not in message
+    assert lock.read_text() == "my notes, not a lock\n"
+    assert not (tmp_path / "env").exists() and fake_pip.calls == []
+
+
+def test_the_lock_is_held_during_the_build_only(fake_pip, env_file, tmp_path, monkeypatch):
+    import matteralign.envs as envs
+    from matteralign.locks import read_lock
+
+    seen = []
+    build = envs._build_or_reuse
+    monkeypatch.setattr(envs, "_build_or_reuse", lambda *a: seen.append(
+        read_lock(tmp_path / ".env.lock")) or build(*a))
+    build_env(env_file, tmp_path / "env", log=_quiet)
+    (held,) = seen
+    assert held["pid"] == os.getpid() and held["prefix"] == str(tmp_path / "env")
+    assert not (tmp_path / ".env.lock").exists()
+
+
+def test_a_stale_lock_of_a_dead_build_is_taken_over_with_a_note(fake_pip, env_file, tmp_path):
+    from matteralign.locks import new_record
+
+    lock = tmp_path / ".env.lock"
+    lock.write_text(json.dumps({**new_record({"purpose": "building"}), "pid": 2**30}))
+    notes: list[str] = []
+    build_env(env_file, tmp_path / "env", log=notes.append)
+    assert any("stale lock" in n and str(2**30) in n for n in notes), notes
+    assert is_current(read_env_file(env_file), tmp_path / "env") and not lock.exists()
+
+
+def test_the_empty_lock_of_an_earlier_version_is_replaced(fake_pip, env_file, tmp_path):
+    lock = tmp_path / ".env.lock"
+    lock.write_text("")
+    os.utime(lock, (1, 1))
+    notes: list[str] = []
+    build_env(env_file, tmp_path / "env", log=notes.append)
+    assert any("empty lock file" in n for n in notes) and not lock.exists()
 
 
 def test_a_half_built_env_of_ours_is_removed_and_rebuilt(fake_pip, env_file, tmp_path):

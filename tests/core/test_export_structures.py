@@ -109,3 +109,49 @@ def test_cli_names_a_missing_structures_file(tmp_path: Path,
 def test_cli_refuses_an_unknown_format(structures: Path) -> None:
     with pytest.raises(SystemExit):
         main(["export-structures", "--dataset", "toy", "--format", "pdb"])
+
+
+def test_cli_never_overwrites_the_study_input(structures: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The reported loss: --out naming structures.h5 replaced it with CSV text."""
+    before = structures.read_bytes()
+    for force in ([], ["--force"]):
+        assert main(["export-structures", "--dataset", "toy", "--results",
+                     str(structures.parents[1]), "--format", "csv", "--out", str(structures),
+                     *force]) == 2
+        err = capsys.readouterr().err
+        assert str(structures) in err and "--out" in err and "Traceback" not in err
+    assert structures.read_bytes() == before
+    assert read_structures(structures)[0].id == "t:water"
+
+
+def test_an_existing_file_is_replaced_only_with_force(structures: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    mine = tmp_path / "mine.smi"
+    mine.write_text("my own notes\n")
+    args = ["export-structures", "--dataset", "toy", "--results", str(structures.parents[1]),
+            "--format", "smiles", "--out", str(mine)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{mine} (--out) already exists: nothing was written" in err
+    assert "--force" in err and err.count("\n") == 1
+    assert mine.read_text() == "my own notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.smi", "results"]  # no temp
+    assert main([*args, "--force"]) == 0
+    assert mine.read_text().splitlines() == ["O\tt:water", "[NH4+]\tt:nh4"]
+
+
+def test_the_default_path_is_not_overwritten_either(structures: Path) -> None:
+    args = ["export-structures", "--dataset", "toy", "--results", str(structures.parents[1]),
+            "--format", "extxyz"]
+    assert main(args) == 0
+    out = structures.parent / "export" / "structures.xyz"
+    out.write_text("edited by hand\n")
+    assert main(args) == 2
+    assert out.read_text() == "edited by hand\n"
+    from matteralign.outputs import OutputExistsError
+
+    with pytest.raises(OutputExistsError, match="--force"):
+        export_structures(structures, "extxyz", out)
+    assert export_structures(structures, "extxyz", out, force=True).written == 3

@@ -48,6 +48,10 @@ def bad_structures() -> dict[str, tuple[Atoms, str]]:
     molecule_overlap = molecule("CH4")
     molecule_overlap.positions[2] = molecule_overlap.positions[1] + [0.05, 0, 0]
     dummy = Atoms("X2", positions=[[0, 0, 0], [0, 0, 1.5]])
+    stray_atom = molecule("H2O")
+    stray_atom.positions[1] = [1e7, 0, 0]
+    stray_crystal_atom = _si()
+    stray_crystal_atom.positions[1] += [0, 0, -2e4]
     return {
         "nan-position": (nan_position, "non-finite position of atom 1"),
         "inf-position": (inf_position, "non-finite position of atom 0"),
@@ -59,6 +63,20 @@ def bad_structures() -> dict[str, tuple[Atoms, str]]:
         "image-overlap": (image_overlap, "atoms 0 and 1 are 0.052 Å apart"),
         "molecule-overlap": (molecule_overlap, "atoms 1 and 2 are 0.050 Å apart"),
         "dummy-atoms": (dummy, "atomic number(s) [0] are not elements"),
+        # finite but unphysical sizes, which send a neighbour search after huge allocations
+        "stray-atom": (stray_atom, "atom 1 has a coordinate of 1e+07 Å"),
+        "stray-crystal-atom": (stray_crystal_atom, "atom 1 has a coordinate of -2e+04 Å"),
+        "long-molecule": (Atoms("H2", positions=[[0, 0, 0], [0, 1500, 0]]),
+                          "the atoms span 1.5e+03 Å along y"),
+        "tiny-cell": (Atoms("Cu", cell=[0.3] * 3, pbc=True), "volume per atom 0.027 Å^3"),
+        "vacuum-cell": (Atoms("H", cell=[150] * 3, pbc=True), "volume per atom 3.37e+06 Å^3"),
+        "long-cell": (Atoms("H2", positions=[[0, 0, 0], [0, 0, 1]], cell=[2000, 10, 10],
+                            pbc=True), "lattice vector a has length 2e+03 Å"),
+        "thin-cell": (Atoms("Cu", cell=[0.3, 10, 10], pbc=True),
+                      "each atom is 0.3 Å from its own periodic image"),
+        # no lattice vector is short, but b - a is 0.447 Å
+        "skewed-thin-cell": (Atoms("Cu", cell=[[3, 0, 0], [2.8, 0.4, 0], [0, 0, 3]], pbc=True),
+                             "each atom is 0.447 Å from its own periodic image"),
     }
 
 
@@ -77,9 +95,16 @@ def test_physical_structures_pass():
     skewed = Atoms("Cu", positions=[[0, 0, 0]], cell=[[2.5, 0, 0], [2.4, 0.8, 0], [0, 0, 2.5]],
                    pbc=True)
     wire = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]], cell=[0, 0, 2.0], pbc=[0, 0, 1])
+    # near the size bounds, still physical: diamond (5.7 Å^3 per atom), a molecule in a 60 Å
+    # box, a 900 Å long chain far from the origin, a crystal atom far outside its cell
+    boxed_h2 = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]], cell=[60] * 3, pbc=True)
+    chain = Atoms("C2", positions=[[9000, 0, 0], [9900, 0, 0]])
+    unwrapped = _si()
+    unwrapped.positions[0] += 1000 * unwrapped.cell[0]
     for atoms in [molecule("C6H6"), molecule("CH3CH2OH"), _si(), _si().repeat((3, 3, 3)),
                   bulk("NaCl", "rocksalt", a=5.64), bulk("Cu", "fcc", a=3.61), slab, skewed,
-                  wire, Atoms("H", positions=[[0, 0, 0]])]:
+                  wire, Atoms("H", positions=[[0, 0, 0]]), bulk("C", "diamond", a=3.567),
+                  boxed_h2, chain, unwrapped]:
         assert geometry_problem(atoms) is None, atoms
 
 

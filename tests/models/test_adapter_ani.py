@@ -1,5 +1,6 @@
 """ANI-1x (real 8-model ensemble from the torchani 2.2.4 wheel) in its own environment:
-shipped weights, last hidden layer, energies, H/C/N/O and molecules-only masking, invariances."""
+shipped weights, last hidden layer (members side by side), energies, H/C/N/O and
+molecules-only masking, invariances; its members as models of their own (the noise ceiling)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from tests.models.conftest import (
     write_records,
 )
 
-FAMILY, MODEL, DIM = "ani", "ani-1x", 96
+FAMILY, MODEL, DIM = "ani", "ani-1x", 768
+#: one member's last hidden layer; the ensemble holds 8 such blocks side by side
+MEMBER_DIM, MEMBERS = 96, 8
 ENSEMBLE = "torchani/resources/ani-1x_8x"
 
 
@@ -105,8 +108,8 @@ def test_local_ensemble_directory(outputs):
 
 def test_layer_and_energy_match_torchani(family_env, tmp_path):
     """The features are the input of every element network's final Linear (its last hidden
-    layer), averaged over the 8 members; the energy equals torchani's own ANI1x() built from
-    an .info file (written into a temporary HOME) and a batch equals one-by-one."""
+    layer), member K's in block K; the energy equals torchani's own ANI1x() built from an
+    .info file (written into a temporary HOME) and a batch equals one-by-one."""
     code = """
 import json, os, numpy as np, torch
 from ase.build import molecule
@@ -120,13 +123,12 @@ hooks = [net[-1].register_forward_pre_hook(lambda m, i: seen.append(i[0].detach(
 feats, energy = a.atom_features(records[:1])
 for h in hooks:
     h.remove()
-# ensemble forward: 8 members x (H, C) nets fed CH4's 4 H and 1 C atoms
-h_rows = [s for s in seen if s.shape[0] == 4]
-c_rows = [s for s in seen if s.shape[0] == 1]
-mean_h = torch.stack(h_rows).double().mean(0).numpy()
-mean_c = torch.stack(c_rows).double().mean(0).numpy()
-layer = max(float(np.abs(feats[0][0] - mean_c[0]).max()),
-            float(np.abs(feats[0][1:] - mean_h).max()))
+# ensemble forward, member by member: (H, C) nets fed CH4's 4 H and 1 C atoms
+h_rows = [s.double().numpy() for s in seen if s.shape[0] == 4]
+c_rows = [s.double().numpy() for s in seen if s.shape[0] == 1]
+blocks = feats[0].reshape(5, len(h_rows), -1)
+layer = max(max(float(np.abs(blocks[0, k] - c_rows[k][0]).max()),
+                float(np.abs(blocks[1:, k] - h_rows[k]).max())) for k in range(len(h_rows)))
 feats, energy = a.atom_features(records)
 single = [a.atom_features([r]) for r in records]
 ens = str(a.ensemble_dir())
@@ -153,7 +155,7 @@ print(json.dumps({"members": len(h_rows), "layer": layer, "dim": int(feats[0].sh
     finally:
         if old is not None:
             os.environ["HOME"] = old
-    assert result["members"] == 8 and result["dim"] == DIM
+    assert result["members"] == MEMBERS and result["dim"] == DIM
     assert result["layer"] < 1e-6
     assert result["vs_own"] < 1e-3
     assert result["batch"] < 1e-5
@@ -164,8 +166,102 @@ def test_invariances(family_env):
     assert_invariant(invariances(family_env(FAMILY), MODEL, kinds=("molecule",)))
 
 
+# -- the members: seed replicates of one model, the noise ceiling ------------------------------
+MEMBERS_CODE = """
+import json, numpy as np, torch
+from ase.build import molecule
+from ase.collections import g2
+from matteralign.io import sha256_file
+from matteralign.models import get_model
+from matteralign.records import Record
+names = [n for n in g2.names if set(molecule(n).get_chemical_symbols()) <= {"H", "C", "N", "O"}]
+records = [Record(id=n, atoms=molecule(n)) for n in names]
+ensemble = get_model("ani-1x").load()
+members = [get_model(f"ani-1x-m{k}").load() for k in range(8)]
+local = get_model("ani-1x-m3", weights=str(ensemble.ensemble_dir())).load()
+def embed(adapter):
+    out = adapter.embed_batch(records)
+    return out.embeddings, out.energy
+arrays = {}
+for key, adapter in [("ens", ensemble), *((f"m{k}", a) for k, a in enumerate(members)),
+                     ("local", local)]:
+    arrays[key], arrays[key + "_energy"] = embed(adapter)
+perm = np.random.default_rng(0).permutation(96)
+def relabel(member):
+    # member's last hidden units in another order: the rows of the Linear into them and the
+    # read-out's columns, the same for every element network (they share channels)
+    for net in member.values():
+        into, out = net[-3], net[-1]
+        into.weight.copy_(into.weight[perm])
+        into.bias.copy_(into.bias[perm])
+        out.weight.copy_(out.weight[:, perm])
+with torch.no_grad():
+    relabel(ensemble._model.neural_networks[1])
+    relabel(members[1]._model.neural_networks[0])
+arrays["ens_p"], arrays["ens_p_energy"] = embed(ensemble)
+arrays["m1_p"], arrays["m1_p_energy"] = embed(members[1])
+np.savez(OUT, perm=perm, **arrays)
+print(json.dumps({
+    "labels": [a.weights_label() for a in (ensemble, *members, local)],
+    "sha": [sha256_file(a.weights_path()) for a in (ensemble, *members, local)],
+    "dims": [a.embed_batch(records[:1]).embeddings.shape[1] for a in (ensemble, members[0])],
+    "ensemble_dir": str(ensemble.ensemble_dir())}))
+"""
+
+
+def test_members_are_the_ensemble_blocks_and_a_relabelling_changes_no_alignment(
+        family_env, tmp_path):
+    """ani-1x-mK is block K of ani-1x, bit for bit, records its member, and the members'
+    energies average to the ensemble's. Relabelling member 1's last hidden units (the network
+    function unchanged) permutes its columns and changes neither CKA nor CKNNA between two
+    members (the noise ceiling) nor the ensemble's alignment; the member mean of the blocks
+    (the ensemble embedding before members were kept apart) does change."""
+    from matteralign.metrics import cka, cknna
+
+    out = tmp_path / "members.npz"
+    code = MEMBERS_CODE.replace("OUT", repr(str(out)))
+    r = json.loads(run_in_env(family_env(FAMILY), code).strip().splitlines()[-1])
+    a = dict(np.load(out))
+    perm, n = a["perm"], len(a["ens"])
+    assert r["dims"] == [DIM, MEMBER_DIM]
+    # the members and their provenance: the weights label and the manifest name the member
+    assert r["labels"][1:-1] == [f"ANI-1x 8x ensemble, member {k} (train{k}/; torchani 2.2.4 "
+                                 "wheel)" for k in range(MEMBERS)]
+    assert r["labels"][-1] == f"{r['ensemble_dir']} (member 3: train3/)"
+    assert len(set(r["sha"][:-1])) == MEMBERS + 1 and r["sha"][-1] == r["sha"][4]
+    np.testing.assert_array_equal(a["local"], a["m3"])
+    for k in range(MEMBERS):
+        np.testing.assert_array_equal(a["ens"][:, k * MEMBER_DIM:(k + 1) * MEMBER_DIM],
+                                      a[f"m{k}"])
+    energies = np.stack([a[f"m{k}_energy"] for k in range(MEMBERS)])
+    assert np.abs(energies.mean(0) - a["ens_energy"]).max() < 1e-3  # eV
+    assert np.ptp(energies, axis=0).max() > 1e-2  # the replicates disagree (eV)
+    # the relabelled member: the same function, its columns permuted
+    for key in ("ens", "m1"):
+        assert np.abs(a[f"{key}_p_energy"] - a[f"{key}_energy"]).max() < 1e-4
+    np.testing.assert_allclose(a["m1_p"], a["m1"][:, perm], rtol=0, atol=1e-6)
+    blocks, blocks_p = (a[k].reshape(n, MEMBERS, MEMBER_DIM) for k in ("ens", "ens_p"))
+    np.testing.assert_allclose(blocks_p[:, 1], blocks[:, 1][:, perm], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(np.delete(blocks_p, 1, axis=1), np.delete(blocks, 1, axis=1))
+
+    def metrics(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        return np.array([cka(x, y), cknna(x, y, k=10)])
+
+    ceiling = metrics(a["m0"], a["m1"])
+    assert np.all((0.2 < ceiling) & (ceiling < 1))
+    np.testing.assert_allclose(metrics(a["m0"], a["m1_p"]), ceiling, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(metrics(a["ens_p"], a["m0"]), metrics(a["ens"], a["m0"]),
+                               rtol=0, atol=1e-9)
+    # contrast: averaging unit i across members mixes unrelated units, and a relabelling of
+    # one member (which changes nothing the model computes) changes that embedding
+    mean, mean_p = blocks.mean(1), blocks_p.mean(1)
+    assert np.abs(mean_p - mean).max() > 0.1 * np.abs(mean).max()
+    assert np.abs(metrics(mean_p, a["m0"]) - metrics(mean, a["m0"])).max() > 1e-2
+
+
 # -- ANI-2x: the real architecture at random init (its weights download) -----------------------
-ANI2X, DIM2X = "ani-2x", 864
+ANI2X, DIM2X = "ani-2x", 8 * 864
 
 
 def test_ani2x_architecture_layer_and_checkpoint(family_env, tmp_path):
@@ -203,12 +299,12 @@ hooks = [net[-1].register_forward_pre_hook(
 a.atom_features(records[:1])
 for h in hooks:
     h.remove()
-mean_c = torch.stack(seen["C"]).mean(0).numpy()[0]
-mean_h = torch.stack(seen["H"]).mean(0).numpy()
-layer = max(float(np.abs(feats[0][0, 160:320] - mean_c).max()),
-            float(np.abs(feats[0][1:, 0:160] - mean_h).max()))
-outside = float(np.abs(np.delete(feats[0], np.s_[160:320], axis=1)[0]).max()
-                + np.abs(feats[0][1:, 160:]).max())
+blocks = feats[0].reshape(5, 8, 864)  # member K's per-element blocks in block K
+layer = max(max(float(np.abs(blocks[0, k, 160:320] - seen["C"][k].numpy()[0]).max()),
+                float(np.abs(blocks[1:, k, 0:160] - seen["H"][k].numpy()).max()))
+            for k in range(8))
+outside = float(np.abs(np.delete(blocks[0], np.s_[160:320], axis=1)).max()
+                + np.abs(blocks[1:, :, 160:]).max())
 state = os.path.join(TMP, "ani2x.pt")
 torch.save(m.state_dict(), state)
 again = get_model("ani-2x", weights=state).load().embed_batch(records)

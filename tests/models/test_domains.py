@@ -49,3 +49,17 @@ def test_random_init_is_a_control_and_overrides_apply():
         training_domain("chgnet-0.3.0", {"chgnet-0.3.0": ["gases"]})
     with pytest.raises(KeyError, match="TRAINING_DOMAINS"):
         training_domain("no-such-model")
+
+
+def test_seed_replicates_are_registered_models_of_one_family_and_one_domain():
+    from matteralign.models import registered_models
+    from matteralign.models.domains import SEED_REPLICATES, seed_group, training_domain
+
+    models = registered_models()
+    for group, members in SEED_REPLICATES.items():
+        assert len(members) >= 2, group
+        assert set(members) <= set(models), group
+        assert len({type(training_domain(m)) for m in members}) == 1
+        assert len({training_domain(m).data for m in members}) == 1, group
+        assert all(seed_group(m) == group for m in members)
+    assert seed_group("composition") is None

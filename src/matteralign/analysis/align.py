@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from matteralign.analysis.study import AlignmentError, common_valid, load_study
 from matteralign.io import MetricFile, attr_flag, write_metric
 from matteralign.provenance import provenance
@@ -92,4 +94,43 @@ def metric_files(results: Mapping[str, tuple[Any, list[str]]], metrics: Sequence
             attrs={**common, "symmetric": spec.symmetric,
                    "higher_is_aligned": spec.higher_is_aligned, **calibration},
         )
+    add_q_values(written)
     return written
+
+
+def add_q_values(files: Mapping[str, MetricFile]) -> None:
+    """Benjamini–Hochberg q-values (dataset ``q_value``) over every tested entry of these
+    metric files together: one family of pairs × metrics per dataset. Each unordered pair counts
+    once for a similarity (its two orientations share one test), each ordered pair for a
+    directional metric (the information imbalance)."""
+    from matteralign.analysis.calibration import benjamini_hochberg
+
+    cells: list[tuple[str, np.ndarray, np.ndarray]] = []  # metric, rows, cols
+    values: list[np.ndarray] = []
+    for name, f in files.items():
+        p = f.extra.get("p_value")
+        if f.matrix is None or p is None:
+            continue
+        p = np.asarray(p, dtype=np.float64)
+        directional = attr_flag(f.attrs.get("higher_is_aligned")) is False
+        rows, cols = (np.nonzero(~np.eye(len(p), dtype=bool)) if directional
+                      else np.triu_indices(len(p), k=1))
+        # a similarity's test: both orientations beyond the null (the larger p)
+        cell_p = p[rows, cols] if directional else np.fmax(p[rows, cols], p[cols, rows])
+        cells.append((name, rows, cols))
+        values.append(cell_p)
+    if not values:
+        return
+    q_all = benjamini_hochberg(np.concatenate(values))
+    start = 0
+    for (name, rows, cols), cell_p in zip(cells, values, strict=True):
+        q = np.full(files[name].matrix.shape, np.nan)
+        part = q_all[start:start + len(cell_p)]
+        start += len(cell_p)
+        q[rows, cols] = part
+        if attr_flag(files[name].attrs.get("higher_is_aligned")) is not False:
+            q[cols, rows] = part
+        files[name].extra["q_value"] = q
+        files[name].attrs["q_family"] = (f"Benjamini-Hochberg over {len(q_all)} tests: the "
+                                         f"pairs x metrics ({', '.join(c[0] for c in cells)}) "
+                                         "of this dataset")

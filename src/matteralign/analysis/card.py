@@ -43,6 +43,23 @@ NULL_SENTENCE = ("P null replicates, each shuffling the new model's rows against
                  "invariant to permuting both models' rows together)")
 
 
+def rows_needed(k: int, bootstrap: int, metrics: list[str]) -> tuple[int, str]:
+    """The fewest rows the card's metrics take with the study's settings, and why: k + 2
+    (at least 4) for k neighbours; with half-samples, twice k + 1 (at least 8), since each
+    half-sample holds N // 2 rows and k must stay below that."""
+    from matteralign.metrics.spec import SPECS
+
+    uses_k = any(SPECS[m].uses_k for m in metrics)
+    if bootstrap > 0:
+        if uses_k:
+            return max(2 * (k + 1), 8), (f"each of the B={bootstrap} half-samples holds N // 2 "
+                                         f"rows, and k={k} neighbours need k + 1 of them")
+        return 8, f"each of the B={bootstrap} half-samples holds N // 2 rows, at least 4"
+    if uses_k:
+        return max(k + 2, 4), f"k={k} neighbours need k + 2 rows"
+    return 4, "the metrics need at least 4 rows"
+
+
 def _progress(items: Iterable[Any], label: str) -> Iterable[Any]:
     from tqdm import tqdm
 
@@ -70,6 +87,8 @@ def compare_to_zoo(new: np.ndarray, zoo: dict[str, np.ndarray], metrics: list[st
     result = pairwise({key: new, **zoo}, metrics, **kwargs)
     values = {}
     for name, (arr, _) in result.items():
+        if name.endswith("/replicates"):  # (B, M, M): the card reports intervals only
+            continue
         values[name] = arr[:1] if arr.ndim == 1 else np.stack([arr[0, 1:], arr[1:, 0]])
     return values, "streamed"
 
@@ -242,8 +261,10 @@ def build_card(results: str | os.PathLike[str], dataset: str, *,
     t0 = time.perf_counter()
     zoo = read_zoo(results, dataset)
     source = str(embeddings if embeddings is not None else npy)
+    stored_ids = zoo.folder / "ids.txt"
     new = read_new_embedding(zoo.ids, embeddings=embeddings, npy=npy, ids_file=ids_file,
-                             name=name)
+                             name=name, dataset=dataset,
+                             ids_path=stored_ids if stored_ids.exists() else None)
     settings = dict(zoo.settings)
     k, prep = int(settings["k"]), str(settings["preprocessing"])
     bootstrap, permutations = int(settings["bootstrap"]), int(settings["permutations"])
@@ -251,9 +272,13 @@ def build_card(results: str | os.PathLike[str], dataset: str, *,
     model_name = new.model if new.model not in models else f"{new.model} (new)"
     study = load_study(zoo.embedding_paths, prep, min_rows=max(k + 2, 4))
     mask = study.mask & new.valid
-    if mask.sum() < max(k + 2, 4):
-        raise InputError(f"{source}: only {int(mask.sum())} structures are valid both in the "
-                         f"new model and in every zoo model; the metrics need k + 2 = {k + 2}")
+    need, why = rows_needed(k, bootstrap, list(zoo.metric_files))
+    if mask.sum() < need:
+        raise InputError(
+            f"{source}: too few valid rows ({int(mask.sum())}) for k={k}; need at least {need} "
+            f"({why}). Rows count where the structure is valid in the new model and in every "
+            f"zoo model ({int(new.valid.sum())} of {len(new.ids)} are valid in the new one): "
+            "embed more of the dataset's structures, or check why the rest are masked")
     zoo_arrays = {m: preprocess(f.embeddings[mask], prep)
                   for m, f in zip(models, study.files, strict=True)}
     new_array = preprocess(new.embeddings[mask], prep)
@@ -369,16 +394,23 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_card(card: dict[str, Any], out: str | os.PathLike[str]) -> dict[str, Path]:
+#: the files of a card, in its output folder
+CARD_FILES = ("card.json", "card.png", "card.html")
+
+
+def write_card(card: dict[str, Any], out: str | os.PathLike[str], force: bool = False
+               ) -> dict[str, Path]:
     """``card.png``, ``card.html`` and last ``card.json`` in ``out``, each written atomically
-    (a card.json is only there when the whole card was)."""
+    (a card.json is only there when the whole card was); existing ones are replaced only with
+    ``force`` (:class:`~matteralign.outputs.OutputExistsError` names them otherwise)."""
+    from matteralign.outputs import refuse_existing
     from matteralign.plots.card import plot_card
     from matteralign.plots.card_page import render_card_html
 
     folder = Path(out)
+    paths = {name.split(".")[1]: folder / name for name in CARD_FILES}  # json, png, html
+    refuse_existing((("--out", path) for path in paths.values()), force)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": folder / "card.json", "png": folder / "card.png",
-             "html": folder / "card.html"}
     text = json.dumps(_json_safe(card), indent=1, allow_nan=False) + "\n"
     plot_card(card, paths["png"])
     render_card_html(card, paths["png"], paths["html"])

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from matteralign.errors import InputError, MissingInputError
-from matteralign.io import EmbeddingFile, MetricFile, read_embeddings, read_metric
+from matteralign.io import EmbeddingFile, MetricFile, damaged, open_h5, read_embeddings, read_metric
 
 #: ids shown in an error message
 EXAMPLES = 5
+#: the datasets of an embedding file that hold one entry per structure id
+PER_ID = ("embeddings", "valid", "errors", "energy")
 
 
 def _examples(items: list[str]) -> str:
@@ -77,6 +79,10 @@ def read_zoo(results: str | os.PathLike[str], dataset: str) -> Zoo:
     if missing:
         raise MissingInputError(f"the zoo's embedding files are missing: {missing}; the card "
                                 "reads them (rerun the study's embed step)")
+    for path in embedding_paths:
+        problem = row_count_problem(path)
+        if problem:
+            raise damaged(path, f"{problem}: not one row per structure")
     ids = [r.id for r in read_structures(structures)]
     analysis = {name: folder / f"{name}.h5" for name in
                 ("performance", "probes", "convergence")
@@ -85,15 +91,64 @@ def read_zoo(results: str | os.PathLike[str], dataset: str) -> Zoo:
                metric_files=metric_files, embedding_paths=embedding_paths, analysis=analysis)
 
 
+def row_count_problem(path: str | os.PathLike[str]) -> str | None:
+    """Which datasets of an embedding file do not hold one entry per id, or None.
+
+    Read from the shapes alone, so it is cheap and holds for files without a content hash
+    (which a hash check would not catch: a hash records what was written, not that it fits)."""
+    with open_h5(path) as handle:
+        rows = {name: _rows(handle[name]) for name in ("ids", *PER_ID) if name in handle}
+    n = rows.pop("ids", None)
+    if n is None:
+        return None  # the reader names the missing dataset
+    counts = {name: count for name, count in rows.items() if count is not None}
+    wrong = {name: count for name, count in counts.items() if count != n}
+    if not wrong:
+        return None
+    listed = ", ".join(f"{name} has {count} rows" for name, count in wrong.items())
+    return f"{listed} but ids has {n}"
+
+
+def _rows(obj: object) -> int | None:
+    """Length of an HDF5 dataset's first axis (0 for a scalar), None for a group."""
+    shape = getattr(obj, "shape", None)
+    if shape is None:
+        return None
+    return int(shape[0]) if shape else 0
+
+
+def read_ids_file(path: str | os.PathLike[str], dataset: str | None = None,
+                  stored: str | os.PathLike[str] | None = None) -> list[str]:
+    """The ids of an ``ids.txt``: the one the study writes (its ``# dataset=...`` header is
+    not an id; see :func:`~matteralign.datasets.prepare.read_ids`) or a plain list. A header
+    naming another dataset (than ``dataset``, whose own list is ``stored``), or another
+    count than the file lists, is refused."""
+    from matteralign.datasets.prepare import read_ids
+
+    ids, header = read_ids(path)
+    named = header.get("dataset")
+    if dataset and named and named != dataset:
+        own = stored if stored is not None else f"results/{dataset}/ids.txt"
+        raise InputError(f"{path} lists the ids of dataset {named!r}, not {dataset!r}: give "
+                         f"the ids.txt of {dataset!r} ({own})")
+    if header.get("n", "").isdigit() and int(header["n"]) != len(ids):
+        raise InputError(f"{path}: its header says n={header['n']} but it lists {len(ids)} "
+                         "ids (cut short?); write one id per line, in the array's row order")
+    return ids
+
+
 def read_new_embedding(ids: list[str], *, embeddings: str | os.PathLike[str] | None = None,
                        npy: str | os.PathLike[str] | None = None,
                        ids_file: str | os.PathLike[str] | None = None,
-                       name: str | None = None) -> EmbeddingFile:
+                       name: str | None = None, dataset: str | None = None,
+                       ids_path: str | os.PathLike[str] | None = None) -> EmbeddingFile:
     """A new model's embeddings in the order of the dataset's ``ids``.
 
     Either an embedding file in the documented format (``embeddings``), whose ``valid`` mask
-    is honoured, or an (N, D) ``.npy`` array whose row i embeds the i-th id of ``ids_file``.
+    is honoured and each of whose datasets must hold one row per id, or an (N, D) ``.npy``
+    array whose row i embeds the i-th id of ``ids_file`` (as :func:`read_ids_file` reads it).
     The ids must be exactly the dataset's (in any order); every row to be used must be finite.
+    ``dataset`` and ``ids_path`` (the dataset's stored ``ids.txt``) only sharpen the errors.
     """
     if (embeddings is None) == (npy is None):
         raise InputError("give either an embedding file (EMB) or --npy X.npy with --ids "
@@ -102,6 +157,11 @@ def read_new_embedding(ids: list[str], *, embeddings: str | os.PathLike[str] | N
         source = str(embeddings)
         if not Path(source).exists():
             raise MissingInputError(f"{source} does not exist")
+        problem = row_count_problem(source)
+        if problem:
+            raise InputError(f"{source}: {problem}; row i of each must belong to the i-th id "
+                             "(docs/formats.md, embedding files): rewrite the file, or give "
+                             "--npy X.npy --ids ids.txt")
         new = read_embeddings(source)
         attrs = dict(new.attrs)
         attrs["model"] = name or new.model or Path(source).stem
@@ -110,8 +170,9 @@ def read_new_embedding(ids: list[str], *, embeddings: str | os.PathLike[str] | N
     else:
         source = str(npy)
         if ids_file is None:
+            stored = f" (the study's list: {ids_path})" if ids_path is not None else ""
             raise InputError("--npy needs --ids: a text file with one structure id per line, "
-                             "row i of the array embedding the i-th id")
+                             f"row i of the array embedding the i-th id{stored}")
         for path in (npy, ids_file):
             if not Path(path).exists():
                 raise MissingInputError(f"{path} does not exist")
@@ -119,8 +180,7 @@ def read_new_embedding(ids: list[str], *, embeddings: str | os.PathLike[str] | N
             array = np.load(source, allow_pickle=False)
         except ValueError as err:
             raise InputError(f"{source} is not a plain .npy array ({err})") from err
-        rows = [line.strip() for line in Path(ids_file).read_text().splitlines()]
-        rows = [row for row in rows if row]
+        rows = read_ids_file(ids_file, dataset, ids_path)
         if array.ndim != 2:
             raise InputError(f"{source}: expected a 2-D array (N, D), got shape {array.shape}")
         if array.shape[0] != len(rows):
@@ -132,10 +192,13 @@ def read_new_embedding(ids: list[str], *, embeddings: str | os.PathLike[str] | N
                                    "weights": "not recorded (embeddings given as .npy)",
                                    "weights_sha256": "", "random_init": False,
                                    "source": "npy"})
-    return _in_dataset_order(new, ids, source)
+    where = (f"their ids are in {ids_path}, which --ids reads as it is" if ids_path is not None
+             else "their ids are the `ids` of the stored structures.h5")
+    return _in_dataset_order(new, ids, source, where)
 
 
-def _in_dataset_order(new: EmbeddingFile, ids: list[str], source: str) -> EmbeddingFile:
+def _in_dataset_order(new: EmbeddingFile, ids: list[str], source: str,
+                      where: str) -> EmbeddingFile:
     x = np.asarray(new.embeddings)
     if x.ndim != 2 or x.shape[1] == 0:
         raise InputError(f"{source}: the embeddings have dimension 0 (shape {x.shape}); a "
@@ -158,9 +221,9 @@ def _in_dataset_order(new: EmbeddingFile, ids: list[str], source: str) -> Embedd
             parts.append(f"{len(extra)} ids are not in the dataset (e.g. {_examples(extra)})")
         raise InputError(
             f"{source}: the ids do not match the stored dataset: {'; '.join(parts)}. Embed "
-            "exactly the structures `matteralign export-structures` writes (their ids are in "
-            "results/{dataset}/ids.txt); in an embedding file, mark a structure your model "
-            "cannot handle with valid = false instead of leaving it out")
+            f"exactly the structures `matteralign export-structures` writes ({where}); in an "
+            "embedding file, mark a structure your model cannot handle with valid = false "
+            "instead of leaving it out")
     order = np.array([{i: r for r, i in enumerate(new.ids)}[i] for i in ids], dtype=np.int64)
     x = x[order].astype(np.float64)
     valid = np.asarray(new.valid, bool)[order]

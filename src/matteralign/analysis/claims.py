@@ -1,9 +1,11 @@
 """The paper's claims, one function each: a :class:`Claim` with the paper's statement, the
 rule that turns the numbers into a verdict, and one :class:`Test` per dataset (or sub-test).
 
-Controls (random-init runs, non-neural baselines) never enter a verdict; their numbers are
-shown beside the trained models'. Nothing is recomputed from embeddings: only means, ranks and
-ratios of the values in the study's files, so every number can be traced to a file.
+A verdict rests on an effect over the controls (random-init runs, non-neural baselines) where
+the claim is about alignment, on exact tests over model families where it is about models,
+and says "cannot be tested here" where the smallest attainable p-value is above the level.
+Nothing is recomputed from embeddings: only means, ranks and differences of the values in the
+study's files (their half-sample replicates included), so every number can be traced to a file.
 """
 
 from __future__ import annotations
@@ -17,26 +19,39 @@ import numpy as np
 
 from matteralign.analysis.evidence import (
     AGREES,
+    ALPHA,
     DISAGREES,
     INCONCLUSIVE,
     NAMES,
+    PRESS_SOURCE,
     UNTESTABLE,
     Claim,
     DatasetResults,
     Test,
     combine,
+    describe_ceiling,
+    describe_effect,
     describe_pair,
     describe_stats,
+    effect_over_controls,
     figure_path,
     has_null,
+    noise_ceiling,
     num,
     or_nan,
+    pair_replicates,
     pair_stats,
     pair_value,
     pairs_between,
     percent,
 )
+from matteralign.analysis.modeltests import (
+    describe,
+    group_difference_test,
+    rank_correlation_test,
+)
 from matteralign.io import MetricFile
+from matteralign.metrics.resampling import paired_interval
 
 #: smallest own-probe R² for a probe to count as having something to transfer
 MIN_PROBE_R2 = 0.2
@@ -48,7 +63,6 @@ ID_SPREAD_FACTOR = 2.0
 MAJORITY = 0.5
 #: calibration "removes most of" a score when the calibrated mean keeps less than this share
 RETAINED_SHARE = 0.5
-ALPHA = 0.05
 
 LOCAL_METRICS = ("mutual_knn", "cknna")
 #: models the paper names in its local-optimum finding
@@ -64,6 +78,34 @@ def _no_null_reason(metric: MetricFile) -> str:
             "metrics.bootstrap) > 0")
 
 
+def _min_p_reason(metric: MetricFile) -> str | None:
+    """Why no entry of this file can be called above chance at ALPHA, or None if one can."""
+    p = int(metric.attrs.get("permutations", 0) or 0)
+    if 1.0 / (1.0 + p) > ALPHA:
+        return (f"{metric.metric}.h5 has P = {p} permutations: the smallest p-value, "
+                f"1/(P+1) = {1 / (1 + p):.3g}, cannot reach {ALPHA}; set metrics.permutations "
+                f">= {math.ceil(1 / ALPHA) - 1}")
+    return None
+
+
+def _controls(d: DatasetResults, metric: MetricFile) -> list[str]:
+    control = d.control()
+    return [m for m in metric.models if control.get(m)]
+
+
+def _ceiling_line(metric: MetricFile, pairs: Sequence[tuple[str, str]]) -> tuple[
+        list[str], dict[str, Any]]:
+    ceiling = noise_ceiling(metric)
+    mean = float(np.mean([pair_value(metric, a, b).raw for a, b in pairs])) if pairs \
+        else math.nan
+    numbers = ({} if ceiling is None else
+               {"noise_ceiling": {"group": ceiling.group, "pairs": ceiling.pairs,
+                                  "value": ceiling.value, "ci": [ceiling.low, ceiling.high],
+                                  "trained_share": mean / ceiling.value
+                                  if ceiling.value else math.nan}})
+    return [describe_ceiling(ceiling, NAMES[metric.metric], mean)], numbers
+
+
 def cross_modality(data: Sequence[DatasetResults]) -> Claim:
     claim = Claim(
         "cross_modality", "1. Do models of different modalities align on small molecules?",
@@ -71,11 +113,14 @@ def cross_modality(data: Sequence[DatasetResults]) -> Claim:
         "strings, text) learn aligned representations: their nearest-neighbour structure "
         "agrees far beyond chance.",
         "On each molecule dataset, over every pair of a trained 3D-structure model with a "
-        "trained SMILES or text model, the local metric (CKNNA, else mutual k-NN): agrees if "
-        f"at least {MAJORITY:.0%} of the pairs are above chance (beyond the permutation null's "
-        "95th percentile in both orientations) and their mean calibrated alignment is > 0; "
-        "disagrees if fewer are above chance. Controls (baselines, random-init) are shown, "
-        "not counted.")
+        "trained SMILES or text model, the local metric (CKNNA, else mutual k-NN). Effect over "
+        "controls = the pair's alignment minus the best alignment a control (non-neural "
+        "baseline or random-init model) reaches with either partner, averaged over pairs, with "
+        "a paired half-sample 95% interval. Agrees if the effect's interval lies above 0 and at "
+        f"least {MAJORITY:.0%} of the pairs are above chance (Benjamini-Hochberg q ≤ {ALPHA} "
+        "over the dataset's pairs × metrics); disagrees if fewer pairs are above chance or the "
+        "effect's interval lies below 0; inconclusive otherwise. Untestable without a control, "
+        f"without half-sample replicates, or when P cannot give p ≤ {ALPHA}.")
     molecules = [d for d in data if d.kind == "molecules"]
     if not molecules:
         claim.tests.append(Test("all datasets", UNTESTABLE, "no molecule dataset in the study"))
@@ -102,23 +147,44 @@ def cross_modality(data: Sequence[DatasetResults]) -> Claim:
             continue
         pairs = pairs_between(structure, strings)
         stats = pair_stats(metric, pairs)
+        controls = _controls(d, metric)
+        effect = effect_over_controls(metric, pairs, controls, modality)
         by_kind = {kind: pair_stats(metric, pairs_between(structure, [m for m in strings
                                                                 if modality[m] == kind]))
                    for kind in ("smiles", "text")}
         above, mean_cal = stats["share_above_chance"], stats["mean_calibrated"]
-        if above >= MAJORITY and mean_cal > 0:
-            verdict = AGREES
-        elif above >= MAJORITY:
-            verdict = INCONCLUSIVE
+        floor = _min_p_reason(metric)
+        if floor:
+            verdict, why = UNTESTABLE, floor
+        elif not controls:
+            verdict, why = UNTESTABLE, ("no control in the grid (add `composition`, "
+                                        "`morgan-fp` or a random-init model): without one, "
+                                        "alignment cannot be told from shared size and "
+                                        "composition")
+        elif not np.isfinite(effect.low):
+            verdict, why = UNTESTABLE, (f"{metric.metric}.h5 holds no half-sample replicates "
+                                        "(metrics.bootstrap = 0, or a file from an older "
+                                        "version): the effect over controls has no interval")
+        elif above < MAJORITY or effect.below:
+            verdict, why = DISAGREES, ""
+        elif effect.above:
+            verdict, why = AGREES, ""
         else:
-            verdict = DISAGREES
-        reason = (f"{percent(above)} of the {len(pairs)} 3D × SMILES/text pairs are above "
-                  f"chance; mean calibrated {NAMES[metric.metric]} {num(mean_cal)}")
-        measured = [describe_stats(stats, "3D × SMILES/text, trained")]
+            verdict, why = INCONCLUSIVE, ""
+        reason = why or (
+            f"{percent(above)} of the {len(pairs)} 3D × SMILES/text pairs are above chance; "
+            f"effect over the strongest control {num(effect.value)} "
+            f"[{num(effect.low)}, {num(effect.high)}]; mean calibrated "
+            f"{NAMES[metric.metric]} {num(mean_cal)}")
+        measured = [describe_effect(effect, NAMES[metric.metric]),
+                    describe_stats(stats, "3D × SMILES/text, trained")]
         measured += [describe_stats(s, f"3D × {kind}") for kind, s in by_kind.items()
                      if s["n_pairs"]]
+        ceiling_lines, ceiling_numbers = _ceiling_line(metric, pairs)
+        measured += ceiling_lines
         measured += [describe_pair(metric, a, b, d.name) for a, b in pairs]
-        controls = [m for m in metric.models if control[m]]
+        measured += [f"effect over controls, {pair}: {num(v)} [{num(lo)}, {num(hi)}]"
+                     for pair, (v, lo, hi) in effect.per_pair.items()]
         control_pairs = [(a, b) for a, b in pairs_between(metric.models, metric.models)
                          if (control[a] or control[b])
                          and {modality.get(a), modality.get(b)} & {"atoms"}
@@ -129,7 +195,14 @@ def cross_modality(data: Sequence[DatasetResults]) -> Claim:
         claim.tests.append(Test(d.name, verdict, reason, measured, control_lines,
                                 {"metric": metric.metric, "trained": stats, **{
                                     f"3d_x_{k}": s for k, s in by_kind.items()},
-                                 "controls": pair_stats(metric, control_pairs)},
+                                 "controls": pair_stats(metric, control_pairs),
+                                 "effect_over_controls": {
+                                     "value": effect.value, "ci": [effect.low, effect.high],
+                                     "controls": list(effect.controls),
+                                     "n_pairs": effect.n_pairs},
+                                 "min_p": 1.0 / (1.0 + int(metric.attrs.get("permutations",
+                                                                            0) or 0)),
+                                 **ceiling_numbers},
                                 figures + [figure_path(d.name, "tree")]))
     models = sorted({m for d in molecules for m in d.models()})
     claim.notes.append(f"Models here: {', '.join(models) or 'none'}. The paper compares many "
@@ -174,14 +247,48 @@ def _energy_lines(d: DatasetResults) -> list[str]:
 
 
 def _probe_lines(d: DatasetResults) -> list[str]:
-    """probes.h5: each model's cross-validated R² for every property."""
+    """probes.h5: each model's cross-validated R² (with its interval) for every property."""
     table = d.tables.get("probes")
     if table is None or "r2" not in table:
         return []
     r2 = np.asarray(table["r2"], dtype=np.float64)
+    lo = np.asarray(table.get("r2_lo", np.full_like(r2, np.nan)), dtype=np.float64)
+    hi = np.asarray(table.get("r2_hi", np.full_like(r2, np.nan)), dtype=np.float64)
+
+    def cell(i: int, j: int) -> str:
+        text = num(float(r2[i, j]), 2)
+        if np.isfinite(lo[i, j]):
+            text += f" [{num(float(lo[i, j]), 2)}, {num(float(hi[i, j]), 2)}]"
+        return text
+
     return [f"probe R² of {m} (probes.h5): " + ", ".join(
-        f"{p} {num(float(r2[i, j]), 2)}" for j, p in enumerate(table["properties"]))
+        f"{p} {cell(i, j)}" for j, p in enumerate(table["properties"]))
         for i, m in enumerate(table["models"])]
+
+
+def _alignment_to(metric: MetricFile | None, models: Sequence[str], reference: str,
+                  calibrated: bool) -> dict[str, float]:
+    if metric is None or reference not in metric.models:
+        return {}
+    out = {}
+    for m in models:
+        if m in metric.models and m != reference:
+            v = pair_value(metric, m, reference)
+            out[m] = v.calibrated if calibrated else v.raw
+    return out
+
+
+def _energy_models(d: DatasetResults, table: Mapping[str, Any]) -> tuple[list[str], str]:
+    """Trained models with an energy error, not the reference nor of the reference's family
+    (an ensemble's own members are not independent of it), and the reference."""
+    models = list(table["models"])
+    reference = str(table["attrs"].get("reference", ""))
+    control = dict(zip(models, table.get("control", [""] * len(models)), strict=False))
+    family = d.family()
+    ref_family = family.get(reference, reference)
+    eligible = [m for i, m in enumerate(models) if not control.get(m) and m != reference
+                and np.isfinite(table["mae"][i]) and family.get(m, m) != ref_family]
+    return eligible, reference
 
 
 def convergence_claim(data: Sequence[DatasetResults]) -> Claim:
@@ -190,11 +297,13 @@ def convergence_claim(data: Sequence[DatasetResults]) -> Claim:
         "The more accurate an interatomic potential (lower energy error), the more similar its "
         "representation to the other accurate models': alignment to the best model rises as "
         "the error falls.",
-        "On each dataset with reference energies and at least 3 trained models predicting "
-        "energy: Spearman ρ between energy MAE and CKNNA to the reference model (analysis."
-        "reference, else the lowest MAE), with a bootstrap 95% interval over models: agrees if "
-        "ρ < 0 and the interval excludes 0, disagrees if ρ > 0 and the interval excludes 0, "
-        "inconclusive otherwise. Controls are excluded from ρ.")
+        "On each dataset with reference energies: Spearman ρ between energy MAE and calibrated "
+        "CKNNA to the reference model (analysis.reference, else the lowest MAE) over model "
+        "families (checkpoints of one family averaged into one point; the reference's family "
+        "left out), with the exact permutation p-value over every ordering of the families. "
+        f"Agrees if ρ < 0 with p ≤ {ALPHA}, disagrees if ρ > 0 with p ≤ {ALPHA}, inconclusive "
+        "otherwise; cannot be tested when the smallest attainable p (2/n! for n families) is "
+        f"above {ALPHA}, i.e. with fewer than 5 families. Controls are excluded.")
     for d in data:
         table, why = _convergence_ready(d)
         figures = [figure_path(d.name, "convergence")]
@@ -202,58 +311,64 @@ def convergence_claim(data: Sequence[DatasetResults]) -> Claim:
             claim.tests.append(Test(d.name, UNTESTABLE, why, figures=figures))
             continue
         attrs = table["attrs"]
-        rho = float(attrs.get("spearman_reference", math.nan))
-        low = float(attrs.get("spearman_reference_ci_low", math.nan))
-        high = float(attrs.get("spearman_reference_ci_high", math.nan))
+        eligible, reference = _energy_models(d, table)
+        models = list(table["models"])
+        mae = {m: float(table["mae"][models.index(m)]) for m in eligible}
+        cknna = d.metrics.get("cknna")
+        calibrated = _alignment_to(cknna, eligible, reference, calibrated=True)
+        raw = _alignment_to(cknna, eligible, reference, calibrated=False)
+        if not calibrated:
+            calibrated = {m: float(table["alignment_to_reference"][models.index(m)])
+                          for m in eligible}
+        family = d.family()
+        test = rank_correlation_test(mae, calibrated, family)
+        raw_test = rank_correlation_test(mae, raw, family) if raw else None
         sign = -1.0 if str(attrs.get("metric", "cknna")) != "information_imbalance" else 1.0
-        if not np.isfinite(rho):
-            claim.tests.append(Test(d.name, UNTESTABLE, "ρ(energy MAE, CKNNA to the reference) "
-                                    "needs 3 energy models besides the reference "
-                                    f"{attrs.get('reference', '')}; {d.name} has "
-                                    f"{int(attrs.get('n_models', 0)) - 1}", figures=figures))
+        described = describe(test, f"ρ(energy MAE, calibrated CKNNA to {reference})")
+        if test.n_units < 3:
+            claim.tests.append(Test(
+                d.name, UNTESTABLE, f"ρ(energy MAE, CKNNA to the reference) needs 3 energy "
+                f"model families besides the reference {reference}'s; {d.name} has "
+                f"{test.n_units} ({', '.join(test.units) or 'none'})", [described],
+                figures=figures))
             continue
-        if np.isfinite(low) and sign * high > 0 and sign * low > 0:
+        if not test.testable(ALPHA):
+            claim.tests.append(Test(
+                d.name, UNTESTABLE,
+                f"{test.n_units} independent model families ({', '.join(test.units)}) give a "
+                f"smallest attainable exact p of {num(test.min_p, 2)} > {ALPHA}: no ordering "
+                "of these models could be significant; the trained ladder (more families, or "
+                "models trained by the study) is what this needs",
+                [described], numbers={"reference": reference, "rho": test.statistic,
+                                      "p_value": test.p_value, "min_p": test.min_p,
+                                      "n_families": test.n_units,
+                                      "n_models": test.n_models}, figures=figures))
+            continue
+        if test.p_value <= ALPHA and sign * test.statistic > 0:
             verdict = AGREES
-        elif np.isfinite(low) and sign * high < 0 and sign * low < 0:
+        elif test.p_value <= ALPHA and sign * test.statistic < 0:
             verdict = DISAGREES
         else:
             verdict = INCONCLUSIVE
-        reference = attrs.get("reference", "")
-        reason = (f"ρ(energy MAE, CKNNA to {reference}) = {num(rho, 2)} "
-                  f"[{num(low, 2)}, {num(high, 2)}] over {int(attrs.get('n_models', 0)) - 1} "
-                  "models")
         regimes = _regime_of(d)
-        control = dict(zip(table["models"], table.get("control", [""] * len(table["models"])),
-                           strict=False))
-        rows = []
-        for i, model in enumerate(table["models"]):
-            if not np.isfinite(table["mae"][i]) and not control.get(model):
-                continue
-            rows.append(f"{model}{' (' + control[model] + ')' if control.get(model) else ''}"
-                        f" [{regimes.get(model, '?')}]: energy MAE {num(table['mae'][i])} eV, "
-                        f"CKNNA to reference {num(table['alignment_to_reference'][i])}, mean "
-                        f"CKNNA to the others {num(table['mean_alignment'][i])}")
-        measured = [reason, f"ρ(energy MAE, mean CKNNA) = "
-                    f"{num(float(attrs.get('spearman_mean', math.nan)), 2)} "
-                    f"[{num(float(attrs.get('spearman_mean_ci_low', math.nan)), 2)}, "
-                    f"{num(float(attrs.get('spearman_mean_ci_high', math.nan)), 2)}]"]
-        measured += [r for r in rows if "(" not in r.split(" [")[0]]
-        controls = [r for r in rows if "(" in r.split(" [")[0]]
+        measured = [described]
+        if raw_test is not None:
+            measured.append(describe(raw_test, f"ρ(energy MAE, raw CKNNA to {reference})"))
+        measured += [f"{m} [{regimes.get(m, '?')}, family {family.get(m, m)}]: energy MAE "
+                     f"{num(mae[m])} eV, CKNNA to {reference} {num(raw.get(m, math.nan))}, "
+                     f"calibrated {num(calibrated[m])}" for m in eligible]
         measured += _energy_lines(d)
         if attrs.get("note"):
             measured.append(f"note: {attrs['note']}")
-        ood = sum(1 for m in table["models"] if regimes.get(m) == "OOD"
-                  and np.isfinite(table["mae"][table["models"].index(m)]))
-        if ood:
-            measured.append(f"{ood} of the energy models are out of distribution on {d.name} "
-                            "(trained on other kinds of matter); the paper's trend is for "
-                            "potentials on their own domain")
-        claim.tests.append(Test(d.name, verdict, reason, measured, controls,
-                                {"reference": reference, "spearman_reference": [rho, low, high],
-                                 "n_models": int(attrs.get("n_models", 0))}, figures))
+        claim.tests.append(Test(d.name, verdict, described, measured, [],
+                                {"reference": reference, "rho": test.statistic,
+                                 "p_value": test.p_value, "min_p": test.min_p,
+                                 "n_families": test.n_units, "n_models": test.n_models},
+                                figures))
     claim.notes.append("The paper ranks tens of potentials (MACE, UMA, Orb, eSEN, ...); with "
-                       "the handful that ship with weights here, a bootstrap interval over "
-                       "models is wide and an inconclusive verdict is the expected outcome.")
+                       "the handful of families that ship with weights here, the exact test "
+                       "over families usually cannot reach p ≤ 0.05, and the page says so "
+                       "rather than reporting an interval over four sibling checkpoints.")
     return claim
 
 
@@ -263,12 +378,13 @@ def local_optimum_claim(data: Sequence[DatasetResults]) -> Claim:
         "Some accurate potentials are nonetheless weakly aligned with the other accurate "
         "models (the paper: MACE-OFF and Orb v3 conservative against UMA): accuracy can be "
         "reached by a different representation.",
-        "Local optimum = among the third of eligible models (trained, with energy MAE, not the "
+        "Candidate = among the third of eligible models (trained, with energy MAE, not the "
         "reference) with the lowest MAE and among the third least aligned (CKNNA) to the "
-        "reference (convergence.h5's local_optimum). Needs at least 3 eligible models. Agrees "
-        "if a flagged model's CKNNA to the reference, upper end of its bootstrap interval, "
-        "lies below the mean CKNNA to the reference of the other eligible models; inconclusive "
-        "if flagged but the interval reaches that mean; disagrees if no model is flagged.")
+        "reference (convergence.h5's local_optimum). Needs at least 3 eligible models. For "
+        "each candidate, the paired half-sample difference: mean CKNNA to the reference of "
+        "the other eligible models (of other families) minus the candidate's. Agrees if its 95% "
+        "interval lies above 0 for some candidate; inconclusive otherwise, also when no model "
+        "is a candidate (an existential claim is not refuted by its absence in a small grid).")
     for d in data:
         table, why = _convergence_ready(d)
         figures = [figure_path(d.name, "convergence")]
@@ -292,41 +408,55 @@ def local_optimum_claim(data: Sequence[DatasetResults]) -> Claim:
             f"{m} (MAE {num(float(table['mae'][models.index(m)]))} eV, CKNNA "
             f"{num(align[m])})" for m in eligible)]
         if not flagged:
-            claim.tests.append(Test(d.name, DISAGREES, "no accurate model is among the least "
-                                    f"aligned to {reference}", measured,
+            claim.tests.append(Test(d.name, INCONCLUSIVE, "no accurate model is among the "
+                                    f"least aligned to {reference}: none to test, which does "
+                                    "not show that none exists", measured,
                                     numbers={"flagged": []}, figures=figures))
             continue
-        separated = []
+        if cknna is None or reference not in cknna.models:
+            claim.tests.append(Test(d.name, UNTESTABLE, "no cknna.h5 with the reference",
+                                    measured, figures=figures))
+            continue
+        family = d.family()
+        separated, differences = [], {}
         for model in flagged:
-            others = np.mean([align[m] for m in eligible if m != model])
-            upper = pair_value(cknna, model, reference).ci_high if cknna else math.nan
-            if cknna:
-                measured.append(describe_pair(cknna, model, reference, d.name))
-            measured.append(f"{model}: mean CKNNA of the other eligible models to {reference}"
-                            f" {num(float(others))}")
-            if np.isfinite(upper) and upper < others:
+            others = [m for m in eligible if m != model
+                      and family.get(m, m) != family.get(model, model)]
+            if not others:
+                continue
+            value = float(np.mean([pair_value(cknna, m, reference).raw for m in others])
+                          - pair_value(cknna, model, reference).raw)
+            reps_f = pair_replicates(cknna, model, reference)
+            reps_o = [pair_replicates(cknna, m, reference) for m in others]
+            if reps_f is None or any(r is None for r in reps_o):
+                low, high = math.nan, math.nan
+            else:
+                low, high = paired_interval(value, np.mean(np.stack(reps_o), axis=0) - reps_f)
+            differences[model] = [value, low, high]
+            measured.append(describe_pair(cknna, model, reference, d.name))
+            measured.append(f"{model}: the other eligible families' mean CKNNA to {reference} "
+                            f"minus its own = {num(value)} [{num(low)}, {num(high)}] (paired "
+                            f"half-samples; others: {', '.join(others)})")
+            if np.isfinite(low) and low > 0:
                 separated.append(model)
+        if not differences:
+            claim.tests.append(Test(d.name, UNTESTABLE, "every other eligible model is of the "
+                                    "candidates' own family", measured, figures=figures))
+            continue
         verdict = AGREES if separated else INCONCLUSIVE
-        reason = (f"local optimum: {', '.join(flagged)}" + (
-            "; interval below the others' alignment" if separated else
-            "; but its interval (or lack of one) reaches the others' alignment"))
+        reason = (f"candidate(s): {', '.join(flagged)}" + (
+            "; aligned less than the other accurate models, interval above 0" if separated
+            else "; the paired difference's interval reaches 0"))
         claim.tests.append(Test(d.name, verdict, reason, measured,
                                 numbers={"flagged": flagged, "separated": separated,
-                                         "reference": reference}, figures=figures))
+                                         "difference": differences, "reference": reference},
+                                figures=figures))
     present = sorted({m for d in data for m in d.models()
                       if m.startswith(PAPER_LOCAL_OPTIMUM + (PAPER_REFERENCE,))})
     claim.notes.append("The paper's models (MACE-OFF23, Orb v3 conservative, UMA) are "
                        + (f"present as {present}" if present else "not in this grid") +
                        "; the rule is applied to the models that are.")
     return claim
-
-
-def _mann_whitney(x: Sequence[float], y: Sequence[float]) -> float:
-    from scipy.stats import mannwhitneyu
-
-    if len(x) < 1 or len(y) < 1:
-        return math.nan
-    return float(mannwhitneyu(x, y, alternative="two-sided", method="exact").pvalue)
 
 
 def regimes_claim(data: Sequence[DatasetResults]) -> Claim:
@@ -336,11 +466,14 @@ def regimes_claim(data: Sequence[DatasetResults]) -> Claim:
         "of distribution (OOD, e.g. a crystal-trained potential on molecules) representations "
         "collapse onto low-information, architecture-specific manifolds: lower intrinsic "
         "dimension and a changed information-imbalance pattern.",
-        "On each dataset, the TwoNN intrinsic dimensions of the trained ID models against the "
-        "trained OOD models (text models left out: claim 5 treats them), two-sided exact "
-        f"Mann-Whitney test over models: agrees if the OOD models' IDs are lower with p < "
-        f"{ALPHA}, disagrees if higher with p < {ALPHA}, inconclusive otherwise. The "
-        "information-imbalance pattern by pair type (regimes.h5) is shown, not scored.")
+        "On each dataset, the TwoNN intrinsic dimensions of trained 3D-structure models in "
+        "distribution against those out of distribution (one modality only, so that the "
+        "contrast is not one between input types), over model families (checkpoints of a "
+        "family averaged), with the exact two-sided permutation p-value over every split of "
+        f"the families: agrees if OOD is lower with p ≤ {ALPHA}, disagrees if higher with "
+        f"p ≤ {ALPHA}, inconclusive otherwise; cannot be tested when the smallest attainable p "
+        f"(2/C(n, k)) is above {ALPHA}. The information-imbalance pattern by pair type "
+        "(regimes.h5) is shown, not scored.")
     for d in data:
         table = d.tables.get("regimes")
         figures = [figure_path(d.name, "intrinsic_dim_regimes"), figure_path(d.name, "ii_plane")]
@@ -351,44 +484,66 @@ def regimes_claim(data: Sequence[DatasetResults]) -> Claim:
             continue
         modality = d.modality()
         groups: dict[str, dict[str, float]] = {"ID": {}, "OOD": {}, "control": {}}
+        other_modality: dict[str, str] = {}
         for model, group, dim in zip(table["models"], table["regime"], table["intrinsic_dim"],
                                      strict=True):
-            if modality.get(model) != "text" or group == "control":
+            if group == "control":
+                groups["control"][model] = float(dim)
+            elif modality.get(model) == "atoms":
                 groups.setdefault(group, {})[model] = float(dim)
-        ids, oods = list(groups["ID"].values()), list(groups["OOD"].values())
-        listing = [f"{g}: " + (", ".join(f"{m} {num(v)}" for m, v in groups[g].items())
-                               or "none") for g in ("ID", "OOD")]
+            else:
+                other_modality[model] = f"{group}, {modality.get(model, '?')}"
+        listing = [f"{g} (3D models): " + (", ".join(f"{m} {num(v)}"
+                                                     for m, v in groups[g].items()) or "none")
+                   for g in ("ID", "OOD")]
+        if other_modality:
+            listing.append("left out (other input types): " + ", ".join(
+                f"{m} ({g})" for m, g in other_modality.items()))
         summary = json.loads(table["attrs"].get("summary", "{}") or "{}")
         pairs = json.loads(table["attrs"].get("pairs", "{}") or "{}")
         pattern = [f"{t} pairs ({s.get('n_pairs', 0)}): mean Δ "
                    f"{num(or_nan(s.get('mean_information_imbalance')))}, mean calibrated "
                    f"CKNNA {num(or_nan(s.get('mean_calibrated_alignment')))}"
                    for t, s in pairs.items() if t != "control"]
-        if not ids or not oods:
-            claim.tests.append(Test(d.name, UNTESTABLE, "needs trained models both in and out "
-                                    "of distribution (text models aside): " + "; ".join(listing),
+        if not groups["ID"] or not groups["OOD"]:
+            claim.tests.append(Test(d.name, UNTESTABLE, "needs trained 3D-structure models "
+                                    "both in and out of distribution: " + "; ".join(listing),
                                     pattern, figures=figures))
             continue
-        diff = float(np.mean(ids) - np.mean(oods))
-        p = _mann_whitney(ids, oods)
-        if p < ALPHA:
-            verdict = AGREES if diff > 0 else DISAGREES
-        else:
-            verdict = INCONCLUSIVE
-        reason = (f"mean ID {num(float(np.mean(ids)))} in distribution vs "
-                  f"{num(float(np.mean(oods)))} out ({len(ids)} vs {len(oods)} models, "
-                  f"Mann-Whitney p = {num(p, 2)})")
+        try:
+            test = group_difference_test(groups["ID"], groups["OOD"], d.family())
+        except ValueError as err:
+            claim.tests.append(Test(d.name, UNTESTABLE, str(err), listing + pattern,
+                                    figures=figures))
+            continue
+        described = describe(test, "mean ID in distribution minus out of distribution")
+        numbers = {"id": groups["ID"], "ood": groups["OOD"], "difference": test.statistic,
+                   "p_value": test.p_value, "min_p": test.min_p, "n_families": test.n_units,
+                   "summary": summary, "pairs": pairs}
         control = groups.get("control", {})
         controls = ["controls: " + ", ".join(f"{m} {num(v)}" for m, v in control.items())] \
             if control else []
-        claim.tests.append(Test(d.name, verdict, reason, listing + pattern, controls,
-                                {"id": groups["ID"], "ood": groups["OOD"], "p_value": p,
-                                 "summary": summary, "pairs": pairs},
-                                figures + d.map_figures))
+        if not test.testable(ALPHA):
+            claim.tests.append(Test(d.name, UNTESTABLE, f"{test.n_units} model families split "
+                                    f"{len(set(d.family().get(m, m) for m in groups['ID']))} "
+                                    "ID / "
+                                    f"{len(set(d.family().get(m, m) for m in groups['OOD']))} "
+                                    f"OOD: the smallest attainable exact p is "
+                                    f"{num(test.min_p, 2)} > {ALPHA}",
+                                    [described] + listing + pattern, controls, numbers,
+                                    figures + d.map_figures))
+            continue
+        if test.p_value <= ALPHA:
+            verdict = AGREES if test.statistic > 0 else DISAGREES
+        else:
+            verdict = INCONCLUSIVE
+        claim.tests.append(Test(d.name, verdict, described, [described] + listing + pattern,
+                                controls, numbers, figures + d.map_figures))
     claim.notes.append("Regimes come from matteralign.models.domains (overridable with "
-                       "analysis.domains). Per-model interval bounds are in regimes.h5; the "
-                       "test is across models, so with few models per group p cannot fall "
-                       "below 0.05 (e.g. 1 vs 3 models) and the verdict is inconclusive.")
+                       "analysis.domains). Only 3D-structure models are compared: across "
+                       "input types (SMILES, graphs, crystals) ID and OOD would be confounded "
+                       "with modality. The controlled version of this question, one model "
+                       "on held-in and held-out chemistry, needs models trained by the study.")
     return claim
 
 
@@ -428,10 +583,12 @@ def intrinsic_dim_claim(data: Sequence[DatasetResults]) -> Claim:
             continue
         values, ci = dims
         modality, control = d.modality(), d.control()
-        others = {m: v for m, v in values.items() if not control[m] and modality[m] != "text"}
-        texts = {m: v for m, v in values.items() if not control[m] and modality[m] == "text"}
+        others = {m: v for m, v in values.items()
+                  if not control.get(m) and modality.get(m) != "text"}
+        texts = {m: v for m, v in values.items()
+                 if not control.get(m) and modality.get(m) == "text"}
         measured = [", ".join(_dim_line(m, values, ci) for m in others)]
-        controls = [", ".join(_dim_line(m, values, ci) for m in values if control[m])] \
+        controls = [", ".join(_dim_line(m, values, ci) for m in values if control.get(m))] \
             if any(control.values()) else []
         if len(others) < 2:
             claim.tests.append(Test(f"{d.name}: similar", UNTESTABLE, "fewer than 2 trained "
@@ -488,10 +645,15 @@ def transfer_claim(data: Sequence[DatasetResults]) -> Claim:
         "another model's embeddings once those are mapped linearly into the first space: the "
         "spaces encode the property in linearly related ways.",
         f"Over ordered pairs of trained models (probe owner A whose own probe has R² ≥ "
-        f"{MIN_PROBE_R2:g}, source B ≠ A), retention = R²(A's probe on B mapped into A) / "
-        f"R²(A's own probe): agrees if the median retention ≥ {MIN_TRANSFER_RETENTION:g}, "
-        "disagrees if below. Chance: a map from an unrelated space gives R² ≤ 0 on held-out "
-        "structures. transfer.h5 holds one split, so no interval is given.")
+        f"{MIN_PROBE_R2:g}, source B ≠ A): the map B → A is fitted blind to the property "
+        "(ridge reconstruction of A's embedding, α by cross-validated reconstruction error) "
+        "and A's frozen probe is applied to B's mapped embedding, on held-out folds of a "
+        "repeated K-fold. Retention = transferred R² / A's own R². Agrees if the median "
+        f"retention ≥ {MIN_TRANSFER_RETENTION:g} and, for at least {MAJORITY:.0%} of the "
+        "pairs, the lower end of the transferred R²'s interval lies above the best control's "
+        "transfer into the same probe; disagrees if the median retention is below "
+        f"{MIN_TRANSFER_RETENTION:g}; inconclusive otherwise; cannot be tested without a "
+        "control.", source=PRESS_SOURCE)
     for d in data:
         table = d.tables.get("transfer")
         figures = [figure_path(d.name, "probe_transfer"), figure_path(d.name, "probes")]
@@ -501,11 +663,14 @@ def transfer_claim(data: Sequence[DatasetResults]) -> Claim:
         models = list(table["models"])
         r2 = np.asarray(table["r2"], dtype=np.float64)
         direct = np.asarray(table.get("r2_direct", np.diag(r2)), dtype=np.float64)
+        low = np.asarray(table.get("r2_lo", np.full_like(r2, np.nan)), dtype=np.float64)
+        high = np.asarray(table.get("r2_hi", np.full_like(r2, np.nan)), dtype=np.float64)
+        from_controls = np.asarray(table.get("r2_from_controls", np.full(len(models), np.nan)),
+                                   dtype=np.float64)
         control = d.control()
         prop = table["attrs"].get("property", "?")
         owners = [i for i, m in enumerate(models)
                   if not control.get(m) and np.isfinite(direct[i]) and direct[i] >= MIN_PROBE_R2]
-
         trained = [i for i, m in enumerate(models) if not control.get(m)]
         kept = _retention(r2, direct, owners, trained)
         measured = [f"own probe R² ({prop}): " + ", ".join(
@@ -515,32 +680,52 @@ def transfer_claim(data: Sequence[DatasetResults]) -> Claim:
                                     f"an own probe of {prop} with R² ≥ {MIN_PROBE_R2:g}",
                                     measured, figures=figures))
             continue
+        ordered = [(a, b) for a in owners for b in trained if a != b and np.isfinite(r2[a, b])]
         median = float(np.median(kept))
-        transferred = [float(r2[a, b]) for a in owners for b in trained if a != b]
-        verdict = AGREES if median >= MIN_TRANSFER_RETENTION else DISAGREES
-        reason = (f"median retention {num(median, 2)} over {len(kept)} ordered pairs "
-                  f"(transferred R² {num(min(transferred), 2)} to "
-                  f"{num(max(transferred), 2)}; chance ≤ 0)")
-        measured += [f"{models[a]} ← {models[b]}: R² {num(float(r2[a, b]), 2)} of own "
-                     f"{num(float(direct[a]), 2)}" for a in owners for b in trained if a != b]
+        beyond = [bool(np.isfinite(low[a, b]) and np.isfinite(from_controls[a])
+                       and low[a, b] > from_controls[a]) for a, b in ordered]
+        share_beyond = float(np.mean(beyond)) if beyond else math.nan
+        has_controls = bool(np.isfinite(from_controls[owners]).any())
+        if median < MIN_TRANSFER_RETENTION:
+            verdict = DISAGREES
+        elif not has_controls:
+            verdict = UNTESTABLE
+        elif share_beyond >= MAJORITY:
+            verdict = AGREES
+        else:
+            verdict = INCONCLUSIVE
+        reason = (f"median retention {num(median, 2)} over {len(kept)} ordered pairs; "
+                  f"{percent(share_beyond)} of them transfer beyond the best control's "
+                  "transfer into the same probe" if has_controls else
+                  f"median retention {num(median, 2)}; no control in transfer.h5 to compare "
+                  "with (add `composition`, `morgan-fp` or a random-init model)")
+        measured += [f"{models[a]} ← {models[b]}: R² {num(float(r2[a, b]), 2)} "
+                     f"[{num(float(low[a, b]), 2)}, {num(float(high[a, b]), 2)}] of own "
+                     f"{num(float(direct[a]), 2)}; best control into {models[a]}: "
+                     f"{num(float(from_controls[a]), 2)}" for a, b in ordered]
         measured += _probe_lines(d)
         control_idx = [i for i, m in enumerate(models) if control.get(m)]
         controls = []
-        from_controls = _retention(r2, direct, owners, control_idx)
-        if from_controls:
+        from_control_retention = _retention(r2, direct, owners, control_idx)
+        if from_control_retention:
             controls.append(f"from controls ({', '.join(models[i] for i in control_idx)}): "
-                            f"median retention {num(float(np.median(from_controls)), 2)}")
+                            "median retention "
+                            f"{num(float(np.median(from_control_retention)), 2)}")
         claim.tests.append(Test(d.name, verdict, reason, measured, controls,
                                 {"property": prop, "median_retention": median,
+                                 "share_beyond_controls": share_beyond,
                                  "n_pairs": len(kept)}, figures))
-    splits = sorted({f"{d.name}: {d.tables['transfer']['attrs'].get('n_train', '?')} train / "
-                     f"{d.tables['transfer']['attrs'].get('n_test', '?')} test structures"
-                     for d in data if "transfer" in d.tables})
-    if splits:
-        claim.notes.append("One seeded split per dataset (" + "; ".join(splits) + "), ridge "
-                           "probes and ridge maps; the paper's probes and models differ, so "
-                           "the retention threshold is this study's, not the paper's.")
+    claim.notes.append("Probe transfer is not a question of arXiv 2512.03750 but of a "
+                       "popular-press account of this line of work; the retention threshold "
+                       "is this study's. Linear probes and a linear map: a high transfer says "
+                       "A's probe direction is linearly available in B's space (docs/"
+                       "metrics.md, probe transfer).")
     return claim
+
+
+def _within(metric: MetricFile, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs whose models are both in this metric file."""
+    return [(a, b) for a, b in pairs if a in metric.models and b in metric.models]
 
 
 def calibration_claim(data: Sequence[DatasetResults]) -> Claim:
@@ -555,12 +740,13 @@ def calibration_claim(data: Sequence[DatasetResults]) -> Claim:
         f"if calibration removes most of it (mean calibrated < {RETAINED_SHARE:g} × mean raw) "
         f"or fewer than {MAJORITY:.0%} of pairs are above chance, disagrees otherwise; (local) "
         f"mutual k-NN (else CKNNA) agrees if at least {MAJORITY:.0%} of pairs are above chance, "
-        "disagrees otherwise. Needs the permutation null (metrics.permutations > 0).")
+        "disagrees otherwise. Needs the permutation null (metrics.permutations > 0).",
+        source="Gröger et al., arXiv 2602.14486")
     for d in data:
         trained = d.trained()
         pairs = pairs_between(trained, trained)
         figures = [figure_path(d.name, m) for m in ("cka", "mutual_knn", "cknna") if m in d.metrics]
-        table_lines = [describe_stats(pair_stats(metric, pairs), "trained pairs")
+        table_lines = [describe_stats(pair_stats(metric, _within(metric, pairs)), "trained pairs")
                        for name, metric in d.metrics.items() if metric.matrix is not None
                        and has_null(metric)]
         cka = d.metrics.get("cka")
@@ -568,11 +754,13 @@ def calibration_claim(data: Sequence[DatasetResults]) -> Claim:
             claim.tests.append(Test(f"{d.name}: global", UNTESTABLE, "metrics.names lacks cka"))
         elif not has_null(cka):
             claim.tests.append(Test(f"{d.name}: global", UNTESTABLE, _no_null_reason(cka)))
+        elif _min_p_reason(cka):
+            claim.tests.append(Test(f"{d.name}: global", UNTESTABLE, _min_p_reason(cka)))
         elif not pairs:
             claim.tests.append(Test(f"{d.name}: global", UNTESTABLE, "fewer than 2 trained "
                                     "models"))
         else:
-            s = pair_stats(cka, pairs)
+            s = pair_stats(cka, _within(cka, pairs))
             kept = s["mean_calibrated"] / s["mean_raw"] if s["mean_raw"] else math.nan
             gone = kept < RETAINED_SHARE or s["share_above_chance"] < MAJORITY
             claim.tests.append(Test(
@@ -587,8 +775,10 @@ def calibration_claim(data: Sequence[DatasetResults]) -> Claim:
                                     "mutual_knn and cknna"))
         elif not has_null(local):
             claim.tests.append(Test(f"{d.name}: local", UNTESTABLE, _no_null_reason(local)))
+        elif _min_p_reason(local):
+            claim.tests.append(Test(f"{d.name}: local", UNTESTABLE, _min_p_reason(local)))
         elif pairs:
-            s = pair_stats(local, pairs)
+            s = pair_stats(local, _within(local, pairs))
             claim.tests.append(Test(
                 f"{d.name}: local", AGREES if s["share_above_chance"] >= MAJORITY else DISAGREES,
                 f"{percent(s['share_above_chance'])} of {s['n_pairs']} pairs above chance in "
@@ -596,6 +786,8 @@ def calibration_claim(data: Sequence[DatasetResults]) -> Claim:
                 numbers={local.metric: s}, figures=figures))
     claim.notes.append("Every pair's raw value, bootstrap interval, chance level and "
                        "calibrated value are in the tables of claim 1 and in each metric file "
-                       "(datasets ci_low, ci_high, null_mean, null_p95, calibrated, "
-                       "above_chance).")
+                       "(datasets ci_low, ci_high, replicates, null_mean, null_p95, p_value, "
+                       "q_value, calibrated, calibrated_groger, above_chance). Above chance = "
+                       f"Benjamini-Hochberg q ≤ {ALPHA} over the dataset's pairs × metrics, "
+                       "with p = (1 + #null as aligned)/(1 + P).")
     return claim

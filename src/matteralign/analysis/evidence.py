@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from matteralign.analysis.calibration import above_chance
 from matteralign.io import (
     MetricFile,
     attr_flag,
@@ -34,6 +35,8 @@ from matteralign.models.domains import control_of
 AGREES, DISAGREES, INCONCLUSIVE, MIXED = "agrees", "disagrees", "inconclusive", "mixed"
 UNTESTABLE = "cannot be tested here"
 VERDICTS = (AGREES, DISAGREES, INCONCLUSIVE, MIXED, UNTESTABLE)
+#: the level of every decision on the page
+ALPHA = 0.05
 
 NAMES = {"cknna": "CKNNA", "mutual_knn": "mutual k-NN", "cka": "CKA", "dcor": "dCor",
          "information_imbalance": "Δ", "intrinsic_dim": "TwoNN ID", "gfre": "GFRE",
@@ -53,6 +56,12 @@ class Test:
     figures: list[str] = field(default_factory=list)
 
 
+#: where a question comes from: the paper, or the popular-press account of this line of work
+PAPER_SOURCE = "arXiv 2512.03750"
+PRESS_SOURCE = ("a popular-press account of this line of work (not arXiv 2512.03750: the "
+                "paper itself neither probes transfer nor draws property maps)")
+
+
 @dataclass
 class Claim:
     key: str
@@ -61,6 +70,8 @@ class Claim:
     rule: str
     tests: list[Test] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: where the question is asked (PAPER_SOURCE, PRESS_SOURCE, or another paper)
+    source: str = PAPER_SOURCE
 
     @property
     def verdict(self) -> str:
@@ -139,6 +150,15 @@ class DatasetResults:
         control = self.control()
         return [m for m in self.models() if not control.get(m)]
 
+    def family(self) -> dict[str, str]:
+        """model -> its model family (checkpoints of one family are one independent unit);
+        a model of no recorded family is a family of its own."""
+        metric = self.first_metric
+        if metric is None:
+            return {}
+        families = list(metric.attrs.get("families", [])) or [""] * len(metric.models)
+        return {m: str(f) or m for m, f in zip(metric.models, families, strict=False)}
+
 
 ANALYSIS_FILES = ("performance", "probes", "transfer", "convergence", "regimes")
 
@@ -179,6 +199,8 @@ class PairValue:
     calibrated_low: float
     calibrated_high: float
     above_chance: float  # 1.0, 0.0 or NaN (no null)
+    p_value: float = math.nan  # permutation p, the larger of the two orientations
+    q_value: float = math.nan  # Benjamini-Hochberg over the dataset's pairs x metrics
 
 
 def _entry(metric: MetricFile, name: str, i: int, j: int) -> float:
@@ -197,9 +219,12 @@ def higher_is_aligned(metric: MetricFile) -> bool:
 
 
 def upper_bound(metric: MetricFile) -> float:
-    from matteralign.metrics import METRIC_INFO
+    from matteralign.metrics import SPECS
 
-    return float(METRIC_INFO.get(metric.metric, {"range": (0.0, 1.0)})["range"][1])
+    spec = SPECS.get(metric.metric)
+    if spec is None:
+        raise KeyError(f"{metric.metric!r} is not a metric of the table (metrics.spec)")
+    return float(spec.range[1])
 
 
 def calibrate(value: float, null_mean: float, higher: bool, upper: float) -> float:
@@ -210,13 +235,17 @@ def calibrate(value: float, null_mean: float, higher: bool, upper: float) -> flo
     return gain / scale if np.isfinite(scale) and scale != 0 else math.nan
 
 
+def _cells(metric: MetricFile, a: str, b: str) -> list[tuple[int, int]]:
+    i, j = metric.models.index(a), metric.models.index(b)
+    return [(i, j)] if directional(metric) else [(i, j), (j, i)]
+
+
 def pair_value(metric: MetricFile, a: str, b: str) -> PairValue:
     """The (a, b) entry with its bootstrap interval and permutation null. Symmetric metrics
     (and CKNNA, asymmetric only in rounding) average both orientations; the information
-    imbalance and the reconstruction errors keep the direction a → b. Above chance needs
-    both orientations beyond the null's 95th percentile (5th where lower is aligned)."""
-    i, j = metric.models.index(a), metric.models.index(b)
-    cells = [(i, j)] if directional(metric) else [(i, j), (j, i)]
+    imbalance and the reconstruction errors keep the direction a → b. Above chance: the
+    Benjamini–Hochberg q-value (else the p-value) of the larger p of the orientations ≤ ALPHA."""
+    cells = _cells(metric, a, b)
 
     def mean(name: str) -> float:
         return float(np.mean([_entry(metric, name, r, c) for r, c in cells]))
@@ -228,14 +257,150 @@ def pair_value(metric: MetricFile, a: str, b: str) -> PairValue:
     else:
         calibrated = calibrate(raw, null, higher, upper)
     bounds = sorted(calibrate(v, null, higher, upper) for v in (low, high))
-    above = [_entry(metric, "above_chance", r, c) for r, c in cells]
-    if "above_chance" not in metric.extra:
-        p95 = [_entry(metric, "null_p95", r, c) for r, c in cells]
-        values = [_entry(metric, "matrix", r, c) for r, c in cells]
-        above = [(float(v > t) if higher else float(v < t)) if np.isfinite(t) else math.nan
-                 for v, t in zip(values, p95, strict=True)]
+    p = max((_entry(metric, "p_value", r, c) for r, c in cells), default=math.nan)
+    q = max((_entry(metric, "q_value", r, c) for r, c in cells), default=math.nan)
+    if np.isfinite(q) or np.isfinite(p):
+        above = float((q if np.isfinite(q) else p) <= ALPHA)
+    else:  # an older file: its flags, else its threshold (now an order statistic)
+        flags = [_entry(metric, "above_chance", r, c) for r, c in cells]
+        if "above_chance" not in metric.extra:
+            flags = [float(above_chance(_entry(metric, "matrix", r, c),
+                                        _entry(metric, "null_p95", r, c), higher))
+                     for r, c in cells]
+        above = float(min(flags)) if all(np.isfinite(flags)) else math.nan
     return PairValue(raw, low, high, null, mean("null_p95"), calibrated, bounds[0], bounds[1],
-                     float(min(above)) if all(np.isfinite(above)) else math.nan)
+                     above, p, q)
+
+
+def pair_replicates(metric: MetricFile, a: str, b: str) -> np.ndarray | None:
+    """The (a, b) entry on each half-sample (orientations averaged as in :func:`pair_value`),
+    or None when the file holds no replicates (metrics.bootstrap = 0, or an older file)."""
+    stack = metric.extra.get("replicates")
+    if stack is None or np.ndim(stack) != 3:
+        return None
+    return np.mean([stack[:, r, c] for r, c in _cells(metric, a, b)], axis=0)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Trained pairs' alignment minus the strongest control's, with a paired interval."""
+
+    value: float
+    low: float
+    high: float
+    n_pairs: int
+    controls: tuple[str, ...]
+    per_pair: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    @property
+    def above(self) -> bool:
+        return bool(np.isfinite(self.low) and self.low > 0)
+
+    @property
+    def below(self) -> bool:
+        return bool(np.isfinite(self.high) and self.high < 0)
+
+
+def _substitutes(a: str, b: str, controls: Sequence[str],
+                 modality: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The pairs that keep one partner and put a control of the other's input type (e.g.
+    `composition` for a 3D model, `morgan-fp` for a SMILES model) in its place."""
+    def like(c: str, m: str) -> bool:
+        return c not in (a, b) and modality.get(c) == modality.get(m)
+
+    return [(c, b) for c in controls if like(c, a)] + [(a, c) for c in controls if like(c, b)]
+
+
+def effect_over_controls(metric: MetricFile, pairs: Sequence[tuple[str, str]],
+                         controls: Sequence[str], modality: Mapping[str, str],
+                         ci: float = 0.95) -> Effect:
+    """For each pair (a, b): its alignment minus the best alignment that a control reaches in
+    place of either partner ((c, b) with c of a's input type, or (a, c) with c of b's),
+    oriented so that > 0 means "the trained pair is more aligned"; averaged over the pairs
+    that have a control. The interval is paired: the same difference on each half-sample
+    (every entry of a replicate comes from the same rows)."""
+    from matteralign.metrics.resampling import paired_interval
+
+    sign = 1.0 if higher_is_aligned(metric) else -1.0
+    controls = [c for c in controls if c in metric.models]
+    if not pairs or not controls:
+        return Effect(math.nan, math.nan, math.nan, len(pairs), tuple(controls))
+    per_pair, values, reps = {}, [], []
+    for a, b in pairs:
+        subs = _substitutes(a, b, controls, modality)
+        if not subs:
+            continue
+        raw = sign * pair_value(metric, a, b).raw
+        best = max(sign * pair_value(metric, x, y).raw for x, y in subs)
+        value = raw - best
+        rep_ab = pair_replicates(metric, a, b)
+        rep = None
+        if rep_ab is not None:
+            rep_subs = np.stack([pair_replicates(metric, x, y) for x, y in subs])
+            rep = sign * rep_ab - np.max(sign * rep_subs, axis=0)
+            reps.append(rep)
+        low, high = paired_interval(value, rep, ci) if rep is not None else (math.nan,
+                                                                             math.nan)
+        per_pair[f"{a} × {b}"] = (value, low, high)
+        values.append(value)
+    if not values:
+        return Effect(math.nan, math.nan, math.nan, 0, tuple(controls))
+    mean = float(np.mean(values))
+    low, high = (paired_interval(mean, np.mean(np.stack(reps), axis=0), ci)
+                 if len(reps) == len(values) else (math.nan, math.nan))
+    return Effect(mean, low, high, len(values), tuple(controls), per_pair)
+
+
+def describe_effect(effect: Effect, name: str) -> str:
+    if not np.isfinite(effect.value):
+        return f"{name} over controls: no control in the grid"
+    interval = (f" [{num(effect.low)}, {num(effect.high)}]" if np.isfinite(effect.low)
+                else " (no interval: metrics.bootstrap = 0)")
+    return (f"{name} of the trained pairs minus the strongest control with either partner "
+            f"({', '.join(effect.controls)}), mean over {effect.n_pairs} pairs: "
+            f"{num(effect.value)}{interval}")
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The alignment of models that differ only by training seed: the noise ceiling."""
+
+    group: str
+    pairs: int
+    value: float
+    low: float
+    high: float
+
+
+def noise_ceiling(metric: MetricFile, ci: float = 0.95) -> Ceiling | None:
+    """Mean alignment over pairs of seed replicates of one model (models.domains.
+    SEED_REPLICATES) present in the file, with its half-sample interval; None without two."""
+    from matteralign.metrics.resampling import paired_interval
+    from matteralign.models.domains import SEED_REPLICATES
+
+    best = None
+    for group, members in SEED_REPLICATES.items():
+        present = [m for m in members if m in metric.models]
+        pairs = pairs_between(present, present)
+        if not pairs:
+            continue
+        value = float(np.mean([pair_value(metric, a, b).raw for a, b in pairs]))
+        reps = [pair_replicates(metric, a, b) for a, b in pairs]
+        low, high = ((paired_interval(value, np.mean(np.stack(reps), axis=0), ci))
+                     if all(r is not None for r in reps) else (math.nan, math.nan))
+        if best is None or len(pairs) > best.pairs:
+            best = Ceiling(group, len(pairs), value, low, high)
+    return best
+
+
+def describe_ceiling(ceiling: Ceiling | None, name: str, trained_mean: float) -> str:
+    if ceiling is None:
+        return ("noise ceiling: none (no two seed replicates of one model in the grid; add "
+                "e.g. ani-1x-m0 and ani-1x-m1 on molecules)")
+    share = trained_mean / ceiling.value if ceiling.value else math.nan
+    return (f"noise ceiling ({ceiling.group}'s seed replicates, {ceiling.pairs} pairs): {name} "
+            f"{num(ceiling.value)} [{num(ceiling.low)}, {num(ceiling.high)}]; the trained "
+            f"pairs' mean {num(trained_mean)} is {percent(share)} of it")
 
 
 def or_nan(value: float | None) -> float:
@@ -256,7 +421,9 @@ def describe_pair(metric: MetricFile, a: str, b: str, dataset: str) -> str:
         " (no interval: metrics.bootstrap = 0)"
     if not np.isfinite(v.null_mean):
         return text + ", no chance level (metrics.permutations = 0)"
-    text += f", chance {num(v.null_mean)} (null 95% threshold {num(v.null_p95)})"
+    text += f", chance {num(v.null_mean)}, p = {num(v.p_value, 2)}"
+    if np.isfinite(v.q_value):
+        text += f" (BH q = {num(v.q_value, 2)})"
     text += f", calibrated {num(v.calibrated)}"
     if np.isfinite(v.calibrated_low):
         text += f" [{num(v.calibrated_low)}, {num(v.calibrated_high)}]"
@@ -287,7 +454,18 @@ def pair_stats(metric: MetricFile, pairs: Sequence[tuple[str, str]]) -> dict[str
         "min_calibrated": float(finite.min()) if finite.size else math.nan,
         "max_calibrated": float(finite.max()) if finite.size else math.nan,
         "share_above_chance": mean("above_chance"),
+        "mean_calibrated_groger": _mean_entry(metric, "calibrated_groger", pairs),
     }
+
+
+def _mean_entry(metric: MetricFile, name: str, pairs: Sequence[tuple[str, str]]) -> float:
+    """Mean over pairs (orientations averaged as in :func:`pair_value`) of one dataset."""
+    if name not in metric.extra or not pairs:
+        return math.nan
+    values = [np.mean([_entry(metric, name, r, c) for r, c in _cells(metric, a, b)])
+              for a, b in pairs]
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def describe_stats(stats: Mapping[str, Any], what: str) -> str:
@@ -296,8 +474,9 @@ def describe_stats(stats: Mapping[str, Any], what: str) -> str:
         return f"{name}, {what}: no pairs"
     return (f"{name}, {what} ({stats['n_pairs']} pairs): mean {num(stats['mean_raw'])}, "
             f"chance {num(stats['mean_null'])}, calibrated {num(stats['mean_calibrated'])} "
-            f"(range {num(stats['min_calibrated'])} to {num(stats['max_calibrated'])}), "
-            f"{percent(stats['share_above_chance'])} above chance")
+            f"(range {num(stats['min_calibrated'])} to {num(stats['max_calibrated'])}; "
+            f"Gröger et al.'s calibrated {num(stats.get('mean_calibrated_groger', math.nan))}"
+            f"), {percent(stats['share_above_chance'])} above chance")
 
 
 def percent(value: float) -> str:

@@ -8,6 +8,9 @@ Z = U S Vᵀ and w = s², ridge with an unpenalised intercept predicts, for ever
 
 so choosing alpha costs no refit. The decomposition is of the smaller Gram matrix (ZᵀZ when
 D ≤ n, ZZᵀ when D > n), so D = 1900 features on n = 800 rows is as cheap as the reverse.
+
+Also here: the multi-output ridge map between two models' spaces with its alpha chosen by
+cross-validated reconstruction error, and the interval of a repeated K-fold score.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ import numpy as np
 
 #: the default ridge penalties (on the sum of squares, as scikit-learn's ``Ridge``)
 DEFAULT_ALPHAS = np.logspace(-6, 3, 10)
+#: the map's grid reaches far past any squared singular value of n ≲ 10⁴ standardised rows, so
+#: "no linear relation" (W ≈ 0) is among its choices
+MAP_ALPHAS = np.logspace(-6, 8, 15)
 DEFAULT_FOLDS = 5
+#: seeds of the split (seed, seed + 1, ...) of a repeated K-fold probe
+DEFAULT_REPEATS = 5
 
 
 def min_rows(folds: int) -> int:
@@ -36,6 +44,13 @@ def shuffle_rank(n: int, seed: int) -> np.ndarray:
     rank = np.empty(n, dtype=np.int64)
     rank[np.random.default_rng(seed).permutation(n)] = np.arange(n)
     return rank
+
+
+def repeat_ranks(n: int, seed: int, repeats: int) -> list[np.ndarray]:
+    """The shuffles of ``repeats`` seeded splits; the first is the study's (``seed``)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    return [shuffle_rank(n, seed + j) for j in range(repeats)]
 
 
 @dataclass(frozen=True)
@@ -144,6 +159,100 @@ def choose_alpha(basis: RidgeBasis, y: np.ndarray, blocks: np.ndarray,
     errors = block_cv_errors(basis, y, blocks, alphas)
     best = len(alphas) - 1 - np.argmin(errors[::-1], axis=0)
     return np.asarray(alphas, np.float64)[best]
+
+
+def principal_coordinates(basis: RidgeBasis) -> np.ndarray:
+    """[n, r] U S of the basis' standardised rows: Z up to a rotation of its columns.
+
+    Squared reconstruction errors summed over Z's columns are the same for U S, which has at
+    most min(n, D) columns.
+    """
+    return basis.u * np.sqrt(basis.w)
+
+
+def map_cv_errors(x: np.ndarray, targets: np.ndarray, blocks: np.ndarray,
+                  alphas: np.ndarray) -> np.ndarray:
+    """[len(alphas)] K-fold CV error of the multi-output ridge map from raw features ``x``
+    [n, D] to ``targets`` [n, T], summed over the T outputs and averaged over rows.
+
+    Each block is predicted by a refit on the other blocks (features standardised on those
+    rows, unpenalised intercept per output). With Q the held-out rows' coordinates and
+    P = Uᵀ(targets − mean) the error at alpha is ‖C‖² − 2 Σ_j f_j (QᵀC Pᵀ)_jj + fᵀ(QᵀQ ∘ PPᵀ) f,
+    so every alpha costs O(r²) once the block's products are formed. The same alpha serves
+    every output: the map is judged on how well it reconstructs the whole target space.
+    """
+    return map_cv_errors_many(x, [targets], blocks, alphas)[0]
+
+
+def map_cv_errors_many(x: np.ndarray, targets: Sequence[np.ndarray], blocks: np.ndarray,
+                       alphas: np.ndarray) -> np.ndarray:
+    """[len(targets), len(alphas)] :func:`map_cv_errors` of several target spaces from the
+    same features, sharing the refits."""
+    x = np.asarray(x, np.float64)
+    alphas = np.asarray(alphas, np.float64)
+    spaces = [np.asarray(t, np.float64) for t in targets]
+    errors = np.zeros((len(spaces), len(alphas)))
+    for block in np.unique(blocks):
+        test = blocks == block
+        if (~test).sum() < 2:
+            continue
+        basis = ridge_basis(x[~test])
+        q = basis.coordinates(x[test])  # [b, r]
+        gram = q.T @ q
+        f = basis.shrinkage(alphas)  # [A, r]
+        for i, space in enumerate(spaces):
+            mean = space[~test].mean(axis=0)
+            projected = basis.u.T @ (space[~test] - mean)  # P [r, T]
+            held = space[test] - mean  # C [b, T]
+            cross = np.einsum("ij,ij->j", q, held @ projected.T)  # (QᵀC Pᵀ)_jj
+            quadratic = gram * (projected @ projected.T)
+            errors[i] += (float((held**2).sum()) - 2.0 * f @ cross
+                          + np.einsum("aj,jk,ak->a", f, quadratic, f))
+    return errors / len(x)
+
+
+def choose_map_alpha(x: np.ndarray, targets: np.ndarray, blocks: np.ndarray,
+                     alphas: np.ndarray = MAP_ALPHAS) -> float:
+    """The alpha of lowest :func:`map_cv_errors` (ties: the larger alpha)."""
+    errors = map_cv_errors(x, targets, blocks, alphas)
+    return float(np.asarray(alphas, np.float64)[len(alphas) - 1 - np.argmin(errors[::-1])])
+
+
+def fold_scores(y: np.ndarray, prediction: np.ndarray, fold: np.ndarray,
+                folds: int) -> np.ndarray:
+    """[folds] each held-out fold's own R² (SS_tot about that fold's mean; NaN if empty).
+
+    A ratio within the fold, so the fold's own spread of y cancels as it does in the pooled
+    R²; scaling by the variance of all of y instead would add that spread to every score.
+    """
+    y, prediction = np.asarray(y, np.float64), np.asarray(prediction, np.float64)
+    out = np.full(folds, np.nan)
+    for k in range(folds):
+        rows = fold == k
+        if rows.sum() >= 2:
+            out[k] = r2_score(y[rows], prediction[rows])
+    return out
+
+
+def repeated_cv_interval(scores: np.ndarray, folds: int, level: float = 0.95,
+                         centre: float | None = None) -> tuple[float, float]:
+    """Corrected resampled-t interval (Nadeau & Bengio 2003; Bouckaert & Frank 2004) of a
+    repeated K-fold score from its per-fold values ``scores`` [repeats, folds].
+
+    centre ± t_{rK−1} · sqrt((1/(rK) + 1/(K−1)) · s²), s² the variance of the rK fold scores;
+    the 1/(K−1) = n_test/n_train term accounts for the folds' shared training rows, which the
+    plain t interval ignores. ``centre`` defaults to the mean of the fold scores.
+    """
+    from scipy.stats import t
+
+    values = np.asarray(scores, np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if len(values) < 2 or folds < 2:
+        return float("nan"), float("nan")
+    middle = float(values.mean()) if centre is None else float(centre)
+    half = float(t.ppf(0.5 + level / 2, len(values) - 1)) * np.sqrt(
+        (1.0 / len(values) + 1.0 / (folds - 1)) * float(values.var(ddof=1)))
+    return middle - half, middle + half
 
 
 def r2_score(y: np.ndarray, prediction: np.ndarray) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from matteralign.datasets.store import read_structures
 from matteralign.io import atomic_path
+from matteralign.outputs import OutputExistsError, refuse_existing
 from matteralign.records import Record
 
 #: export format -> file suffix of its default name
@@ -41,11 +42,20 @@ def default_name(fmt: str) -> str:
 
 
 def export_structures(structures_path: str | os.PathLike[str], fmt: str,
-                      out: str | os.PathLike[str]) -> ExportSummary:
+                      out: str | os.PathLike[str], force: bool = False) -> ExportSummary:
     """Write the records of ``structures_path`` to ``out`` in ``fmt`` (atomically, parent
-    folders made), in the order of the structures file."""
+    folders made), in the order of the structures file.
+
+    An existing ``out`` is replaced only with ``force`` (:class:`OutputExistsError` names it
+    otherwise), and never when it is ``structures_path`` itself."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {sorted(FORMATS)}")
+    if os.path.exists(out) and os.path.samefile(out, structures_path):
+        default = Path(structures_path).parent / "export" / default_name(fmt)
+        raise OutputExistsError(f"--out {out} is the structures file being exported: nothing "
+                                f"was written. Choose another path with --out (default: "
+                                f"{default})")
+    refuse_existing([("--out", out)], force)
     records = read_structures(structures_path)
     writer = {"extxyz": _write_extxyz, "smiles": _write_smiles, "csv": _write_csv}[fmt]
     with atomic_path(out) as tmp:

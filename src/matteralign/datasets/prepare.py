@@ -15,13 +15,23 @@ from matteralign.provenance import provenance
 
 
 def prepare_dataset(name: str, n: int, seed: int, output: str | os.PathLike[str],
-                    options: Mapping[str, Any] | None = None) -> str:
-    """Write ``n`` structures of dataset ``name`` (seeded subsample); return its hash."""
+                    options: Mapping[str, Any] | None = None,
+                    checks: Mapping[str, Any] | None = None) -> str:
+    """Write ``n`` structures of dataset ``name`` (seeded subsample); return its hash.
+
+    ``checks`` (the study's :func:`~matteralign.config.prepare_checks` entry for ``name``):
+    first refuse a subsample whose valid rows or atoms cannot feed the metrics, before
+    anything is written (so before any embedding)."""
     started = time.time()
     dataset = get_dataset(name, **dict(options or {}))
     records = dataset.load(n, seed)
     if len(records) != n:
         raise ValueError(f"dataset {name!r} returned {len(records)} structures, expected {n}")
+    if checks:
+        from matteralign.datasets.checks import StudyCheckError, study_problem
+
+        if (problem := study_problem(name, records, checks)) is not None:
+            raise StudyCheckError(problem)
     attrs = {
         "dataset": name,
         "description": dataset.description,
@@ -55,7 +65,11 @@ def write_ids(path: str | os.PathLike[str], ids: Sequence[str], dataset: str, se
 
 
 def read_ids(path: str | os.PathLike[str]) -> tuple[list[str], dict[str, str]]:
-    """(ids, header fields) of an ids.txt."""
-    lines = Path(path).read_text().splitlines()
-    header = dict(item.split("=", 1) for item in lines[0].lstrip("# ").split())
-    return [line for line in lines[1:] if line], header
+    """(ids, header fields) of an ids.txt: lines starting with ``#`` are comments (the first
+    one, as :func:`write_ids` writes it, holds the ``key=value`` header), blank lines are
+    skipped, so a plain list of ids reads too (with an empty header)."""
+    lines = [line.strip() for line in Path(path).read_text().splitlines()]
+    header: dict[str, str] = {}
+    if lines and lines[0].startswith("#"):
+        header = dict(item.split("=", 1) for item in lines[0].lstrip("# ").split() if "=" in item)
+    return [line for line in lines if line and not line.startswith("#")], header

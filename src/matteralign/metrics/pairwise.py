@@ -105,14 +105,16 @@ def pairwise(
         replacement would create zero distances between copies) and adds
         ``"<metric>/ci_low"``, ``"<metric>/ci_high"`` (level ``ci``: the full-sample value plus
         the percentiles of the half-sample deviations from their mean) and
-        ``"<metric>/boot_std"`` (standard deviation of the half-sample estimates).
+        ``"<metric>/boot_std"`` (standard deviation of the half-sample estimates) and
+        ``"<metric>/replicates"`` (the B half-sample values, stacked on a first axis, for
+        paired intervals of differences between entries).
     permutations
         P > 0 shuffles each model's rows independently P times (destroying the
         correspondence) and adds, for pairwise metrics, ``"<metric>/null_mean"``,
         ``"<metric>/null_std"`` and ``"<metric>/p_value"`` (one-sided, (1+#as-aligned)/(1+P),
-        NaN on the diagonal) and ``"<metric>/null_p95"``, the null's chance threshold: its
-        95th percentile for similarity metrics, its 5th for the information imbalance (lower
-        = more aligned), so an observed value beyond it is above chance at the 5% level.
+        NaN on the diagonal) and ``"<metric>/null_p95"``, the null's chance threshold: the
+        ⌈0.95(P+1)⌉-th order statistic (mirrored where lower = more aligned), so an observed
+        value strictly beyond it has p ≤ 0.05; ±inf when P < 19 allows no such value.
     block_size, memory_budget
         rows per streamed block, or the byte budget that picks it (default 512 MiB on CPU,
         2 GiB on a GPU).

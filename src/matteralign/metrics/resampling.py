@@ -41,7 +41,9 @@ def interval(samples: list[np.ndarray], observed: np.ndarray,
              ci: float) -> dict[str, np.ndarray]:
     """``ci_low``/``ci_high``: the full-sample value plus the percentiles of the half-sample
     deviations from their mean (neighbour metrics shift with N at fixed k, so intervals are
-    centred on the full-sample value); ``boot_std``: the half-sample estimates' spread."""
+    centred on the full-sample value); ``boot_std``: the half-sample estimates' spread;
+    ``replicates``: the B half-sample values themselves, stacked on a first axis, so that a
+    difference of two entries gets a paired interval from the same half-samples."""
     stack = np.stack(samples)
     dev = stack - np.nanmean(stack, axis=0)[None]
     lo, hi = 50.0 * (1.0 - ci), 50.0 * (1.0 + ci)
@@ -49,21 +51,67 @@ def interval(samples: list[np.ndarray], observed: np.ndarray,
            else np.full_like(observed, np.nan))
     return {"ci_low": observed + np.nanpercentile(dev, lo, axis=0),
             "ci_high": observed + np.nanpercentile(dev, hi, axis=0),
-            "boot_std": std}
+            "boot_std": std, "replicates": stack.astype(np.float64)}
+
+
+def paired_interval(observed: float, replicates: np.ndarray,
+                    ci: float = 0.95) -> tuple[float, float]:
+    """The interval of a statistic of several entries (a difference, a mean of pairs) from its
+    values on the same half-samples, centred on the full-sample value like :func:`interval`."""
+    reps = np.asarray(replicates, dtype=np.float64)
+    reps = reps[np.isfinite(reps)]
+    if reps.size < 2 or not np.isfinite(observed):
+        return float("nan"), float("nan")
+    dev = reps - reps.mean()
+    lo, hi = np.percentile(dev, [50.0 * (1.0 - ci), 50.0 * (1.0 + ci)])
+    return float(observed + lo), float(observed + hi)
+
+
+#: the one-sided level of the chance threshold ``null_p95``
+ALPHA = 0.05
+
+
+def permutation_p(observed: np.ndarray, nulls: np.ndarray,
+                  higher_is_aligned: bool) -> np.ndarray:
+    """One-sided permutation p-value (1 + #null as aligned as observed) / (1 + P): exact and
+    never 0 (Phipson & Smyth 2010); its smallest value is 1 / (1 + P)."""
+    stack = np.asarray(nulls, dtype=np.float64)
+    obs = np.asarray(observed, dtype=np.float64)[None]
+    as_aligned = (stack >= obs) if higher_is_aligned else (stack <= obs)
+    return (1.0 + as_aligned.sum(0)) / (1.0 + stack.shape[0])
+
+
+def chance_threshold(nulls: np.ndarray, higher_is_aligned: bool,
+                     alpha: float = ALPHA) -> np.ndarray:
+    """The value an observation must pass for p ≤ ``alpha``: the ⌈(1 − α)(P + 1)⌉-th smallest
+    null value r (the mirror order statistic where lower is aligned). An observation is strictly
+    beyond it exactly when at most P − r nulls are as aligned, i.e. when its p-value of
+    :func:`permutation_p` is ≤ α (ties included); where no order statistic allows that
+    (P + 1 < 1/α) the threshold is ±inf: nothing is above chance with so few nulls."""
+    stack = np.sort(np.asarray(nulls, dtype=np.float64), axis=0)
+    p = stack.shape[0]
+    rank = int(np.ceil((1.0 - alpha) * (p + 1)))  # 1-based
+    shape = stack.shape[1:]
+    if rank > p:
+        return np.full(shape, np.inf if higher_is_aligned else -np.inf)
+    return stack[rank - 1] if higher_is_aligned else stack[p - rank]
 
 
 def null_summary(nulls: list[np.ndarray], observed: np.ndarray,
                  higher_is_aligned: bool) -> dict[str, np.ndarray]:
-    """Mean, spread, one-sided p-value (1 + #as-aligned)/(1 + P) and the chance threshold
-    ``null_p95`` (the null's 95th percentile; its 5th where lower = more aligned)."""
+    """Mean, spread, one-sided p-value (1 + #as-aligned)/(1 + P), the chance threshold
+    ``null_p95`` (the order statistic beyond which p ≤ 0.05, see :func:`chance_threshold`)
+    and ``null_pooled_q95``: the ⌈0.95(P + 1)⌉-th order statistic of the observed value and
+    the P nulls together, the threshold of Gröger et al.'s calibrated score."""
     stack = np.stack(nulls)
-    if higher_is_aligned:
-        as_aligned = (stack >= observed[None]).sum(0)
-        threshold = np.percentile(stack, 95.0, axis=0)
-    else:
-        as_aligned = (stack <= observed[None]).sum(0)
-        threshold = np.percentile(stack, 5.0, axis=0)
     mean = stack.mean(0)
     std = stack.std(0, ddof=1) if len(nulls) > 1 else np.full_like(mean, np.nan)
+    pooled = np.concatenate([np.asarray(observed, dtype=np.float64)[None], stack])
+    sorted_pooled = np.sort(pooled, axis=0)
+    rank = int(np.ceil((1.0 - ALPHA) * len(pooled)))  # 1-based, always <= P + 1
+    q = (sorted_pooled[rank - 1] if higher_is_aligned
+         else sorted_pooled[len(pooled) - rank])
     return {"null_mean": mean, "null_std": std,
-            "p_value": (1.0 + as_aligned) / (1.0 + len(nulls)), "null_p95": threshold}
+            "p_value": permutation_p(observed, stack, higher_is_aligned),
+            "null_p95": chance_threshold(stack, higher_is_aligned),
+            "null_pooled_q95": q}

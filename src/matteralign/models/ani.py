@@ -1,9 +1,11 @@
 """ANI (torchani): ensembles of per-element MLPs on atomic environment vectors, for isolated
 molecules of their elements. ANI-1x is built from the NeuroChem files the torchani 2.2.4 wheel
 ships; ANI-2x (weights not shipped) is its real architecture at random init, or a NeuroChem
-folder / state_dict. The embedding is each element network's last hidden layer (member
-mean): shared channels for ANI-1x, per-element blocks for ANI-2x. Details and checks:
-docs/models.md.
+folder / state_dict. The embedding is each element network's last hidden layer, one block
+per ensemble member side by side (units of independently trained members are unrelated, so
+they are never averaged): shared channels for ANI-1x, per-element blocks for ANI-2x. Each
+ANI-1x member is also a model of its own (``ani-1x-m0`` ... ``ani-1x-m7``, rows in
+checkpoints.py): eight seed replicates, the study's noise ceiling. Details: docs/models.md.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ HARTREE_TO_EV = 27.211386024367243
 
 
 class _ANIEnsemble(AtomsAdapter):
-    """An ensemble of per-element ANI networks; the embedding is each element network's last
-    hidden layer (member mean), in shared channels or in per-element blocks."""
+    """An ensemble of per-element ANI networks (all members, or the one ``member``); the
+    embedding is each element network's last hidden layer, one block per member, in shared
+    channels or in per-element blocks."""
 
     family = "ani"
     #: a checkpoint folder is a valid ``weights:`` path (not only a single file)
@@ -50,17 +53,46 @@ class _ANIEnsemble(AtomsAdapter):
     ensemble_size: ClassVar[int] = 8
     #: all elements' last hidden layers share one set of channels (same width), else blocks
     shared_channels: ClassVar[bool] = True
+    #: the one ensemble member this model runs (trainK/ of the ensemble); None: all members
+    member: ClassVar[int | None] = None
 
     def __init__(self, weights: str | None = None, device: str = "cpu",
                  max_atoms: int | None = None) -> None:
         super().__init__(weights=weights, device=device, max_atoms=max_atoms)
-        self._blocks: list[tuple[int, int]] = []
+        #: per member, per element network: (offset, width) of its last hidden layer
+        self._blocks: list[list[tuple[int, int]]] = []
+
+    def members(self) -> tuple[int, ...]:
+        """The ensemble members this model runs, by index (their trainK/ folders)."""
+        if self.member is None:
+            return tuple(range(self.ensemble_size))
+        if not 0 <= self.member < self.ensemble_size:
+            raise ValueError(f"{self.name}: member {self.member} outside the "
+                             f"{self.ensemble_size}-member ensemble")
+        return (self.member,)
+
+    def member_files(self, directory: Path) -> list[Path]:
+        """The files of an ensemble directory this model reads: the constants, the
+        self-atomic energies and its members' trainK/ folders (an ensemble: every file)."""
+        if self.member is None:
+            return sorted(p for p in directory.rglob("*") if p.is_file())
+        files = [directory / self.const_file, directory / self.sae_file]
+        return files + sorted(p for p in (directory / f"train{self.member}").rglob("*")
+                              if p.is_file())
+
+    def weights_label(self) -> str:
+        """The weights label, naming the member where a local directory holds the ensemble."""
+        label = super().weights_label()
+        if self.member is not None and self.resolved.kind == "local":
+            return f"{label} (member {self.member}: train{self.member}/)"
+        return label
 
     def manifest(self, directory: Path) -> Path:
-        """A manifest (sha256 of every file of an ensemble directory) written to the cache:
-        its own hash then pins all members' parameters, not just one file."""
+        """A manifest (sha256 of every file this model reads from an ensemble directory,
+        :meth:`member_files`) written to the cache: its own hash then pins all the members'
+        parameters it runs, not just one file."""
         lines = []
-        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        for path in self.member_files(directory):
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             lines.append(f"{digest}  {path.relative_to(directory).as_posix()}\n")
         text = "".join(lines)
@@ -74,13 +106,15 @@ class _ANIEnsemble(AtomsAdapter):
         return manifest
 
     def from_neurochem(self, directory: Path) -> Any:
-        """The ensemble in a NeuroChem directory, as torchani's BuiltinEnsemble."""
+        """The ensemble in a NeuroChem directory (its :meth:`members` only), as torchani's
+        BuiltinEnsemble; all members: what torchani's ``load_model_ensemble`` builds."""
         from torchani.aev import AEVComputer
         from torchani.models import BuiltinEnsemble
-        from torchani.neurochem import Constants, load_model_ensemble, load_sae
-        from torchani.nn import SpeciesConverter
+        from torchani.neurochem import Constants, load_model, load_sae
+        from torchani.nn import Ensemble, SpeciesConverter
 
-        for needed in (self.const_file, self.sae_file, "train0/networks"):
+        networks = [f"train{k}/networks" for k in self.members()]
+        for needed in (self.const_file, self.sae_file, *networks):
             if not (directory / needed).exists():
                 raise FileNotFoundError(f"{directory / needed} missing: not an {self.label} "
                                         "ensemble directory in NeuroChem layout")
@@ -93,24 +127,44 @@ class _ANIEnsemble(AtomsAdapter):
             raise ValueError(f"{directory}: species {consts.species}, expected "
                              f"{', '.join(self.elements.values())}")
         shifter, sae = load_sae(str(directory / self.sae_file), return_dict=True)
-        networks = load_model_ensemble(consts.species, str(directory / "train"),
-                                       self.ensemble_size)
+        ensemble = Ensemble([load_model(consts.species, str(directory / n)) for n in networks])
         return BuiltinEnsemble(SpeciesConverter(consts.species), AEVComputer(**consts),
-                               networks, shifter, consts.species_to_tensor, consts, sae, True)
+                               ensemble, shifter, consts.species_to_tensor, consts, sae, True)
 
-    def _layout(self) -> list[tuple[int, int]]:
-        """(offset, width) of each element's last hidden layer in the embedding."""
+    def randomize(self, model: Any, members: Sequence[int]) -> None:
+        """Fresh parameters (PyTorch's default Linear init) for each of ``model``'s members,
+        seeded by its index: member K at random init is block K of the random-init ensemble."""
         import torch
 
-        member = self._model.neural_networks[0]
-        widths = [[m for m in net if isinstance(m, torch.nn.Linear)][-1].in_features
-                  for net in member.values()]
-        if self.shared_channels:
-            if len(set(widths)) != 1:
-                raise ValueError(f"{self.name}: last hidden layers differ in width {widths}")
-            return [(0, widths[0])] * len(widths)
-        offsets = np.concatenate([[0], np.cumsum(widths)[:-1]])
-        return [(int(o), int(w)) for o, w in zip(offsets, widths, strict=True)]
+        for index, member in zip(members, model.neural_networks, strict=True):
+            torch.manual_seed(self.seed * self.ensemble_size + index)
+            for module in member.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.reset_parameters()
+
+    def _layout(self) -> list[list[tuple[int, int]]]:
+        """Per member, per element network: (offset, width) of its last hidden layer in the
+        embedding; each member fills a block of its own, the blocks side by side."""
+        import torch
+
+        layouts = []
+        for member in self._model.neural_networks:
+            widths = [[m for m in net if isinstance(m, torch.nn.Linear)][-1].in_features
+                      for net in member.values()]
+            if self.shared_channels:
+                if len(set(widths)) != 1:
+                    raise ValueError(f"{self.name}: last hidden layers differ in width "
+                                     f"{widths}")
+                layouts.append([(0, widths[0])] * len(widths))
+            else:
+                offsets = np.concatenate([[0], np.cumsum(widths)[:-1]])
+                layouts.append([(int(o), int(w)) for o, w in zip(offsets, widths, strict=True)])
+        start = 0
+        blocks = []
+        for layout in layouts:
+            blocks.append([(start + offset, width) for offset, width in layout])
+            start += max(offset + width for offset, width in layout)
+        return blocks
 
     def check_atoms(self, atoms: Any) -> str | None:
         if atoms.pbc.any():
@@ -123,8 +177,9 @@ class _ANIEnsemble(AtomsAdapter):
         return None
 
     def atom_features(self, records: Sequence[Record]) -> tuple[list[np.ndarray], np.ndarray]:
-        """Per-atom last-hidden-layer features (member mean) and ensemble energies (eV), with
-        all records padded into one [B, max atoms] batch (species -1 = padding)."""
+        """Per-atom last-hidden-layer features (the members' blocks side by side) and
+        ensemble-mean energies (eV), with all records padded into one [B, max atoms] batch
+        (species -1 = padding)."""
         import torch
 
         model = self._model
@@ -137,7 +192,7 @@ class _ANIEnsemble(AtomsAdapter):
             coords[i, :counts[i]] = torch.as_tensor(record.atoms.positions,
                                                     dtype=torch.float32)
         species, coords = species.to(device), coords.to(device)
-        dim = max(offset + width for offset, width in self._blocks)
+        dim = max(offset + width for blocks in self._blocks for offset, width in blocks)
         with torch.no_grad():
             converted = model.species_converter((species, coords))
             index, aev = model.aev_computer(converted)
@@ -148,17 +203,16 @@ class _ANIEnsemble(AtomsAdapter):
             # (running the ensemble again for the energy doubled the cost)
             atomic = flat_aev.new_zeros(flat_index.shape[0])
             element_rows = [(flat_index == i).nonzero().flatten()
-                            for i in range(len(self._blocks))]
-            for member in model.neural_networks:
+                            for i in range(len(self._blocks[0]))]
+            for blocks, member in zip(self._blocks, model.neural_networks, strict=True):
                 for i, net in enumerate(member.values()):
                     rows = element_rows[i]
                     if rows.numel():
-                        offset, width = self._blocks[i]
+                        offset, width = blocks[i]
                         h = net[:-1](flat_aev[rows])
-                        hidden[rows, offset:offset + width] += h.double()
+                        hidden[rows, offset:offset + width] = h.double()
                         atomic[rows] += net[-1](h).flatten()
             members = len(model.neural_networks)
-            hidden /= members
             molecular = atomic.view(index.shape).sum(1) / members  # padding rows stay 0
             energy = model.energy_shifter((index, molecular)).energies
         hidden = hidden.view(len(records), max(counts), -1).cpu().numpy()
@@ -171,9 +225,9 @@ class ANI1x(_ANIEnsemble):
     name = "ani-1x"
     architecture = ("ANI-1x: 8-model ensemble of per-element MLPs (384-160-128-96-1, CELU) on "
                     "384-d AEVs; H, C, N, O")
-    layer = ("last hidden layer of each element's MLP (net[:-1], 96-d, after CELU), averaged "
-             "over the 8 ensemble members")
-    pooling = "mean over the 8 ensemble members, then mean over atoms"
+    layer = ("last hidden layer of each element's MLP (net[:-1], 96-d, after CELU), the 8 "
+             "ensemble members' blocks side by side (768-d: member K in columns 96K..96K+95)")
+    pooling = "mean over atoms (of each member's block)"
     weights_name = "ANI-1x 8x ensemble (torchani 2.2.4 wheel)"
     weights_in_package = "torchani/resources/ani-1x_8x/rHCNO-5.2R_16-3.5A_a4-8.params"
     license = "MIT (torchani 2.2.4: code and bundled ANI-1x parameters)"
@@ -194,21 +248,16 @@ class ANI1x(_ANIEnsemble):
         return shipped.parent
 
     def weights_path(self) -> Path | None:
-        """The manifest of the whole ensemble directory (see :meth:`manifest`)."""
+        """The manifest of the ensemble directory's files this model reads (see
+        :meth:`manifest`)."""
         if self.is_random_init:
             return None
         return self.manifest(self.ensemble_dir())
 
     def _load(self) -> None:
-        import torch
-
-        torch.manual_seed(self.seed)
         model = self.from_neurochem(self.ensemble_dir())
-        if self.is_random_init:
-            # the same networks with fresh (seeded) parameters: PyTorch's default Linear init
-            for module in model.neural_networks.modules():
-                if isinstance(module, torch.nn.Linear):
-                    module.reset_parameters()
+        if self.is_random_init:  # the same networks with fresh (seeded) parameters
+            self.randomize(model, self.members())
         self._model = frozen(model, self.device)
         self._blocks = self._layout()
 
@@ -232,8 +281,9 @@ class ANI2x(_ANIEnsemble):
     architecture = ("ANI-2x: 8-model ensemble of per-element MLPs (1008-256/224/192/160-...-1, "
                     "CELU) on 1008-d AEVs (5.1 A radial / 3.5 A angular); H, C, N, O, S, F, Cl")
     layer = ("last hidden layer of each element's MLP (net[:-1], after CELU: 160-d H, C; 128-d "
-             "N, O; 96-d S, F, Cl), averaged over the 8 members, in per-element blocks (864-d)")
-    pooling = "mean over the 8 ensemble members, then mean over atoms (per-element blocks)"
+             "N, O; 96-d S, F, Cl) in per-element blocks (864-d per member), the 8 members' "
+             "blocks side by side (6912-d)")
+    pooling = "mean over atoms (per-element blocks of each member)"
     weights_name = RANDOM_INIT
     license = "MIT (torchani code and ANI-2x parameters)"
     elements = ELEMENTS_2X
@@ -277,8 +327,8 @@ class ANI2x(_ANIEnsemble):
         tmp.replace(target)
         return target
 
-    def build(self) -> Any:
-        """ANI-2x's modules with fresh (seeded) parameters."""
+    def build(self, members: Sequence[int]) -> Any:
+        """ANI-2x's modules with the given members, fresh (seeded) parameters."""
         from collections import OrderedDict
 
         import torch
@@ -299,24 +349,28 @@ class ANI2x(_ANIEnsemble):
                 layers += [torch.nn.Linear(n_in, n_out), torch.nn.CELU(0.1)]
             return torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], 1))
 
-        members = [ANIModel(OrderedDict((s, network(ANI2X_HIDDEN[s])) for s in symbols))
-                   for _ in range(self.ensemble_size)]
-        return torch.nn.ModuleDict({
+        networks = [ANIModel(OrderedDict((s, network(ANI2X_HIDDEN[s])) for s in symbols))
+                    for _ in members]
+        model = torch.nn.ModuleDict({
             "species_converter": SpeciesConverter(symbols), "aev_computer": aev,
-            "neural_networks": Ensemble(members),
+            "neural_networks": Ensemble(networks),
             "energy_shifter": EnergyShifter([ANI2X_GSAES[s] for s in symbols])})
+        self.randomize(model, members)
+        return model
 
     def _load(self) -> None:
         import torch
+        from torchani.nn import Ensemble
 
-        torch.manual_seed(self.seed)
         if self.is_random_init:
-            model = self.build()
+            model = self.build(self.members())
         elif Path(str(self.weights)).is_dir():
             model = self.from_neurochem(Path(self.weights))
-        else:
+        else:  # a state_dict of the whole ensemble, then the members this model runs
             state = torch.load(Path(self.weights), map_location="cpu", weights_only=True)
-            model = self.build()
+            model = self.build(range(self.ensemble_size))
             model.load_state_dict(state, strict=True)
+            if self.member is not None:
+                model["neural_networks"] = Ensemble([model.neural_networks[self.member]])
         self._model = frozen(model, self.device)
         self._blocks = self._layout()

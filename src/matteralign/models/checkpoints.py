@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from matteralign.models import cgcnn, chgnet, esm, mace, orb, rxnfp, sevenn
+from matteralign.models import ani, cgcnn, chgnet, esm, mace, orb, rxnfp, sevenn
 from matteralign.models.base import ModelAdapter, register_model
 from matteralign.models.weights import RANDOM_INIT
 
@@ -201,6 +201,16 @@ CHECKPOINTS: tuple[Checkpoint, ...] = (
                shipped=f"{_RXNFP}/bert_ft_10k_25s/pytorch_model.bin",
                sha256="f9bcac41c7c09eb0ca2c0b355494fe92ca03aa5085e0f2b7a44f716212e61c71",
                params={"checkpoint": "bert_ft_10k_25s"}),
+    # ANI-1x's 8 ensemble members, each a model of its own: replicates trained independently
+    # on the same data set (the study's noise ceiling); sha256: the manifest of its own files
+    *(Checkpoint(f"ani-1x-m{k}", ani.ANI1x,
+                 f"ANI-1x 8x ensemble, member {k} (train{k}/; torchani 2.2.4 wheel)",
+                 "ANI-1x ensemble member: per-element MLPs (384-160-128-96-1, CELU) on 384-d "
+                 "AEVs; H, C, N, O",
+                 shipped=ani.ANI1x.weights_in_package,
+                 layer=f"last hidden layer of each element's MLP (net[:-1], 96-d, after CELU) "
+                       f"of ensemble member {k} (train{k}/networks)",
+                 params={"member": k, "pooling": "mean over atoms"}) for k in range(8)),
     # ESM-2: weights on Hugging Face only (fetched), random init by default
     Checkpoint("esm2-t33-650m", esm.ESM2, RANDOM_INIT,
                "ESM-2 650M: transformer encoder, 33 layers, hidden 1280, 20 heads, rotary "

@@ -32,6 +32,7 @@ def _d(kinds: Sequence[str], data: str, baseline: bool = False) -> TrainingDomai
 
 
 _CRYSTALS_MP = _d(["crystals"], "MPtrj (Materials Project relaxations, inorganic crystals)")
+_ANI1X = _d(["molecules"], "ANI-1x (small organic molecules, H C N O)")
 
 #: model name -> training domain; a test fails when a registered model is missing here
 TRAINING_DOMAINS: dict[str, TrainingDomain] = {
@@ -52,7 +53,8 @@ TRAINING_DOMAINS: dict[str, TrainingDomain] = {
     "mace-off23-small": _d(["molecules"], "SPICE (organic molecules)"),
     "mace-off23-medium": _d(["molecules"], "SPICE (organic molecules)"),
     "mace-off23-large": _d(["molecules"], "SPICE (organic molecules)"),
-    "ani-1x": _d(["molecules"], "ANI-1x (small organic molecules, H C N O)"),
+    "ani-1x": _ANI1X,
+    **{f"ani-1x-m{k}": _ANI1X for k in range(8)},  # its ensemble members
     "ani-2x": _d(["molecules"], "ANI-2x (small organic molecules, H C N O S F Cl)"),
     "orb-v3-conservative-inf-omat": _d(["crystals"], "OMat24 (inorganic crystals)"),
     "orb-v3-direct-inf-omat": _d(["crystals"], "OMat24 (inorganic crystals)"),
@@ -134,3 +136,16 @@ def control_of(model: str, random_init: bool) -> str:
         return control_label(model, random_init)
     except KeyError:
         return "random-init" if random_init else ""
+
+
+#: models that differ only by training seed (one architecture, one training set): their
+#: mutual alignment is the noise ceiling against which every other alignment is read
+SEED_REPLICATES: dict[str, tuple[str, ...]] = {
+    "ani-1x": tuple(f"ani-1x-m{k}" for k in range(8)),
+}
+
+
+def seed_group(model: str) -> str | None:
+    """The model whose seed replicates ``model`` is one of (None if it is none's)."""
+    return next((group for group, members in SEED_REPLICATES.items() if model in members),
+                None)

@@ -70,7 +70,7 @@ def _test(test: Test) -> str:
 
 def _claim(claim: Claim) -> str:
     return (f'<section id="{_e(claim.key)}"><h2>{_e(claim.title)} {badge(claim.verdict)}</h2>'
-            f'<p class="paper"><b>The paper:</b> {_e(claim.paper)}</p>'
+            f'<p class="paper"><b>The claim</b> ({_e(claim.source)}): {_e(claim.paper)}</p>'
             f'<p class="rule"><b>Rule:</b> {_e(claim.rule)}</p>'
             + "".join(_test(t) for t in claim.tests)
             + (f"<p><b>Caveats:</b></p>{_list(claim.notes)}" if claim.notes else "")
@@ -136,10 +136,13 @@ def render_answers(answers: Answers, results: Path, html_path: Path,
         "<h1>The study's answers</h1>"
         "<p>Claims of <i>Universally Converging Representations of Matter Across Scientific "
         "Foundation Models</i> (arXiv 2512.03750) and the calibration critique of Gröger et "
-        "al. (arXiv 2602.14486), tested on this run's files by the rules stated with each "
-        "claim. Numbers are given as value [95% bootstrap interval], with the permutation "
-        "null's mean as the chance level; calibrated = rescaled so chance is 0 and perfect "
-        "alignment 1.</p>"
+        "al. (arXiv 2602.14486), and a question of a popular-press account of this work "
+        "(probe transfer; also the property maps), tested on this run's files by the rules "
+        "stated with each claim; each claim names its source. Numbers are given as value "
+        "[95% bootstrap interval], with the permutation null's mean as the chance level and "
+        "the permutation p-value (1 + #null as aligned)/(1 + P); above chance = Benjamini-"
+        "Hochberg q ≤ 0.05 over a dataset's pairs × metrics; calibrated = rescaled so chance "
+        "is 0 and perfect alignment 1.</p>"
         f"<p>Verdicts: {legend}. A claim's verdict combines its tests: untestable ones are "
         "left out; agreeing and disagreeing tests together give <i>mixed</i>.</p>"
         f"{_summary(answers)}<h2>This run</h2>{_settings(answers)}"
