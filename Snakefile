@@ -23,6 +23,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/envs.smk"
+include: "workflow/rules/ladder.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/plots.smk"
@@ -32,5 +33,5 @@ include: "workflow/rules/analysis.smk"
 
 rule all:
     input:
-        all_targets() + analysis_targets(),
+        all_targets() + analysis_targets() + ladder_targets(),
     default_target: True

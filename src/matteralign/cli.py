@@ -26,9 +26,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     configured: dict[str, str | None] = {}
     if getattr(args, "config", None):  # read as written: models unknown here are just listed
-        import yaml
+        from matteralign.config import read_config
 
-        entries = (yaml.safe_load(Path(args.config).read_text()) or {}).get("models") or {}
+        entries = read_config(args.config).get("models") or {}
         configured = {m: (o or {}).get("weights") for m, o in entries.items()}
     rows = []
     for name, cls in sorted(registered_models().items()):
@@ -448,6 +448,59 @@ def cmd_export_structures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ladder_sets(args: argparse.Namespace) -> int:
+    from matteralign.datasets.prepare import read_ids
+    from matteralign.training.qm9_sets import write_sets
+
+    refuse_existing([("--out", args.out)], args.force)
+    study_ids, _ = read_ids(args.ids)
+    sets = write_sets(json.loads(args.ladder), study_ids, args.out)
+    sizes = ", ".join(f"{name} {len(ids)}" for name, ids in sets.items())
+    print(f"ladder sets ({sizes} molecules; {len(study_ids)} study structures excluded) "
+          f"-> {args.out}")
+    return 0
+
+
+def cmd_train_rung(args: argparse.Namespace) -> int:
+    from matteralign.training.ani_train import train_rung
+    from matteralign.training.ladder import parse_rung_name
+
+    rung = parse_rung_name(args.name)
+    if rung is None:
+        raise InputError(f"{args.name!r} is not a ladder rung name (ani-qm9-n{{size}}-s{{seed}})")
+    refuse_existing([("--out", args.out)], args.force)
+    ladder = json.loads(args.ladder)
+    record = train_rung(args.name, rung.size, rung.seed, args.sets, args.out,
+                        ladder["training"], ladder["hidden"], threads=args.threads)
+    print(f"{args.name}: {record['epochs']} epochs in {record['train_seconds']:.0f} s, test MAE "
+          f"{record['test_mae_ev']:.4f} eV ({1000 * record['test_mae_ev_per_atom']:.2f} "
+          f"meV/atom) -> {args.out}")
+    return 0
+
+
+def cmd_ladder_summary(args: argparse.Namespace) -> int:
+    from matteralign.analysis.ladder import gather, write_ladder
+    from matteralign.provenance import provenance
+
+    refuse_existing([("--out", args.out)], args.force)
+    ladder = gather(args.rungs)
+    write_ladder(args.out, ladder, provenance(("numpy", "h5py")))
+    for name in ladder.names:
+        print(f"{name}: test MAE {ladder.value(name, 'test_mae_ev'):.4f} eV")
+    return 0
+
+
+def cmd_plot_ladder(args: argparse.Namespace) -> int:
+    from matteralign.analysis.ladder import read_ladder
+    from matteralign.io import read_metric
+    from matteralign.plots.ladder import plot_ladder
+
+    refuse_existing([("--out", args.out)], args.force)
+    plot_ladder(read_ladder(args.ladder), read_metric(args.cknna) if args.cknna else None,
+                args.out)
+    return 0
+
+
 def _dataset_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
                     what: str, out: str, figure: bool = False) -> argparse.ArgumentParser:
     """A command over one dataset's structures and embedding files, writing ``out``."""
@@ -562,6 +615,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "taken in sha256(id) order while they fit")
     _add_force(p)
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("ladder-sets", help="the ladder's QM9 test, validation and training "
+                       "sets, without the study's structures")
+    p.add_argument("--ladder", required=True, help="the config's ladder section as JSON")
+    p.add_argument("--ids", required=True, help="the study's QM9 ids.txt (excluded)")
+    p.add_argument("--out", required=True)
+    _add_force(p)
+    p.set_defaults(func=cmd_ladder_sets)
+
+    p = sub.add_parser("train-rung", help="train one ladder rung with torchani's NeuroChem "
+                       "trainer (in the ani environment)")
+    p.add_argument("name", help="ani-qm9-n{size}-s{seed}")
+    p.add_argument("--sets", required=True, help="the ladder's sets file (ladder-sets)")
+    p.add_argument("--ladder", required=True, help="the config's ladder section as JSON")
+    p.add_argument("--out", required=True, help="the rung's folder")
+    p.add_argument("--threads", type=int, default=1)
+    _add_force(p)
+    p.set_defaults(func=cmd_train_rung)
+
+    p = sub.add_parser("ladder-summary", help="the ladder's rungs (test MAE, learning "
+                       "curves) in one file")
+    p.add_argument("--rungs", nargs="+", required=True, help="the rung folders")
+    p.add_argument("--out", required=True)
+    _add_force(p)
+    p.set_defaults(func=cmd_ladder_summary)
+
+    p = sub.add_parser("plot-ladder", help="the ladder's learning curves and alignment "
+                       "against test MAE")
+    p.add_argument("--ladder", required=True, help="ladder.h5 (ladder-summary)")
+    p.add_argument("--cknna", default=None, help="the ladder dataset's cknna.h5")
+    p.add_argument("--out", required=True)
+    _add_force(p)
+    p.set_defaults(func=cmd_plot_ladder)
 
     p = sub.add_parser("env", help="model-family environments")
     env_sub = p.add_subparsers(dest="env_command", required=True)

@@ -12,6 +12,7 @@ import difflib
 import importlib.resources
 import json
 import os
+import reprlib
 import sys
 from collections.abc import Mapping
 from copy import deepcopy
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from matteralign.configfile import ConfigFileError, read_config_file
 from matteralign.errors import MatterAlignError
 from matteralign.models.base import RANDOM_INIT
 
@@ -58,17 +60,38 @@ def load_schema() -> dict[str, Any]:
     return dict(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")))
 
 
-def validate_schema(config: dict[str, Any], schema_path: Any = SCHEMA) -> dict[str, Any]:
-    """Validate against the JSON schema and fill defaults (what snakemake's validate does)."""
+def _validator(schema: Mapping[str, Any]) -> Any:
+    """A draft 2020-12 validator whose ``integer`` is an int: the draft also counts 60.0 as
+    an integer, which would reach the jobs' ``--n 60.0`` as a float."""
     import jsonschema
 
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
+
+
+def _schema_message(err: Any) -> str:
+    """The validator's message with a long value shortened (it repeats the whole value)."""
+    message = str(err.message)
+    if len(message) > 300:
+        short = reprlib.repr(err.instance)
+        message = message.replace(repr(err.instance), short)
+        if len(message) > 300:
+            message = message[:300] + "..."
+    return message
+
+
+def validate_schema(config: dict[str, Any], schema_path: Any = SCHEMA) -> dict[str, Any]:
+    """Validate against the JSON schema and fill defaults (what snakemake's validate does)."""
     schema = yaml.safe_load(schema_path.read_text(encoding="utf-8"))
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator(schema).iter_errors(config),
+                    key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         err = errors[0]
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ConfigError(f"config key {where}: {err.message}. See {schema_path} for the schema.")
+        raise ConfigError(f"config key {where}: {_schema_message(err)}. See {schema_path} for "
+                          "the schema.")
     config = deepcopy(config)
     _fill_defaults(config, schema)
     return config
@@ -98,10 +121,7 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
             raise ConfigError(f"config key datasets.{name}: unknown dataset {name!r}."
                               + _suggest(name, list(datasets)))
     for name in config["models"]:
-        for dataset in model_options(config, name).get("datasets", []):
-            if dataset not in config["datasets"]:
-                raise ConfigError(f"config key models.{name}.datasets: {dataset!r} is not one of "
-                                  f"the configured datasets {sorted(config['datasets'])}")
+        _check_model_datasets(config, name, models[name].modality, datasets)
     from matteralign.models.base import adapter_options, option_problem
 
     for name in config["models"]:
@@ -123,6 +143,7 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
     _check_results(config, base)
     _check_k(config)
     _check_atoms(config)
+    _check_ladder(config)
     grid = study_grid(config)
     for dataset, names in grid.items():
         if len(names) < 2:
@@ -136,6 +157,27 @@ def check_config(config: Mapping[str, Any], base: Path | None = None,
             raise ConfigError(problems[0])
 
 
+def _check_model_datasets(config: Mapping[str, Any], name: str, modality: str,
+                          datasets: Mapping[str, Any]) -> None:
+    """``models.NAME.datasets`` names configured datasets the model can read, at least one
+    (an empty list would drop the model without a word)."""
+    chosen = model_options(config, name).get("datasets")
+    if chosen is None:
+        return
+    key = f"config key models.{name}.datasets"
+    if not chosen:
+        raise ConfigError(f"{key}: an empty list leaves {name} out of every dataset; remove "
+                          "the key (every dataset it can read) or name datasets")
+    for dataset in chosen:
+        if dataset not in config["datasets"]:
+            raise ConfigError(f"{key}: {dataset!r} is not one of the configured datasets "
+                              f"{sorted(config['datasets'])}")
+        if modality not in datasets[dataset].modalities:
+            raise ConfigError(f"{key}: {name} reads {modality}, which {dataset} does not "
+                              f"provide ({', '.join(datasets[dataset].modalities)}); remove "
+                              f"{dataset} from the list")
+
+
 def check_analysis_config(config: Mapping[str, Any]) -> None:
     """The ``analysis`` keys the schema cannot check: the reference is a configured model, the
     domain overrides name known models, the property choices name configured datasets and
@@ -145,7 +187,10 @@ def check_analysis_config(config: Mapping[str, Any]) -> None:
 
     analysis = config.get("analysis") or {}
     reference = analysis.get("reference")
-    if reference and reference not in config["models"]:
+    if reference is not None and not reference.strip():
+        raise ConfigError("config key analysis.reference: empty; name a configured model, or "
+                          "set null (the most accurate model of each dataset)")
+    if reference is not None and reference not in config["models"]:
         raise ConfigError(f"config key analysis.reference: {reference!r} is not a configured "
                           "model; name one under models: or set null (the most accurate "
                           "model of each dataset)." + _suggest(reference, list(config["models"])))
@@ -182,7 +227,81 @@ def dataset_options(name: str, entry: Mapping[str, Any]) -> Any:
         raise ConfigError(f"config key {where}: {err}") from None
 
 
+def _path_problem(key: str, value: str, wanted: str, relative_to: str) -> str | None:
+    """Why the path ``value`` of ``key`` cannot be used as written (None: it can)."""
+    if not value.strip():
+        return (f"config key {key}: the path is empty, so its files would land directly in "
+                f"{relative_to} (or in the filesystem root); give {wanted}")
+    if value.startswith("~"):
+        return (f"config key {key}: {value!r} starts with '~', which is not expanded here "
+                "(a folder named '~' would be made); write the full path, e.g. "
+                f"{str(Path(value).expanduser())!r}")
+    if Path(value).is_absolute() and Path(os.path.normpath(value)) == Path(Path(value).anchor):
+        return f"config key {key}: {value!r} is the filesystem root; give {wanted}"
+    return None
+
+
+def path_problems(config: Mapping[str, Any], base: Path | None = None) -> list[str]:
+    """The config's paths that are empty, the filesystem root, start with an unexpanded '~',
+    or would mix the study's files with the working directory's or the repository's own."""
+    cwd_text = "the working directory"
+    named = [("results", config["results"], "a folder for the study's outputs, e.g. results",
+              cwd_text),
+             ("envs.prefix", config["envs"]["prefix"],
+              "a folder for the model environments, e.g. .envs", "the repository")]
+    for name, entry in config["models"].items():
+        weights = (entry or {}).get("weights")
+        if isinstance(weights, str) and weights != RANDOM_INIT:
+            named.append((f"models.{name}.weights", weights, "a checkpoint path, null for the "
+                          f"default weights, or {RANDOM_INIT}", cwd_text))
+    for name, entry in config["datasets"].items():
+        path = (entry.get("options") or {}).get("path")
+        if path is not None and not isinstance(path, str):
+            return [f"config key datasets.{name}.options.path: {path!r} is not a path; give "
+                    "the data's file or folder as a string"]
+        if isinstance(path, str):
+            named.append((f"datasets.{name}.options.path", path, "the data's file or folder",
+                          cwd_text))
+    problems = [problem for key, value, wanted, relative_to in named
+                if (problem := _path_problem(key, str(value), wanted, relative_to))]
+    cwd = (base or Path.cwd()).resolve()
+    results = _resolve(config["results"], cwd)
+    if not any(p.startswith("config key results:") for p in problems) and results == cwd:
+        problems.append(f"config key results: {config['results']!r} is the working directory "
+                        f"({cwd}) itself, so the study's folders would be mixed with its own "
+                        "files; give a subfolder, e.g. results")
+    if not any(p.startswith("config key envs.prefix") for p in problems) \
+            and _env_prefix(config).resolve() == ROOT.resolve():
+        problems.append(f"config key envs.prefix: {config['envs']['prefix']!r} is the "
+                        f"repository ({ROOT}) itself, so every environment would be built among "
+                        "its files; give a subfolder, e.g. .envs")
+    return problems
+
+
+def _resolve(value: str, base: Path) -> Path:
+    path = Path(value)
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def resolved_paths(config: Mapping[str, Any], base: Path | None = None,
+                   prefix_root: Path | None = None, envs: bool = True) -> list[str]:
+    """One line per folder key: where it points, and what it was resolved from (a relative
+    ``results`` from the working directory ``base``, ``envs.prefix`` from the repository
+    ``prefix_root``; ``envs``: include it)."""
+    cwd = base or Path.cwd()
+    lines = [f"results: {_resolve(config['results'], cwd)} (from results: "
+             f"{config['results']}, relative to the working directory {cwd})"]
+    if envs:
+        prefix = _resolve(config["envs"]["prefix"], prefix_root or ROOT)
+        lines.append(f"envs.prefix: {prefix} (from envs.prefix: {config['envs']['prefix']}, "
+                     f"relative to the repository {prefix_root or ROOT})")
+    return lines
+
+
 def _check_results(config: Mapping[str, Any], base: Path | None) -> None:
+    problems = path_problems(config, base)
+    if problems:
+        raise ConfigError(problems[0])
     results = Path(config["results"])
     path = results if base is None or results.is_absolute() else base / results
     if path.exists() and not path.is_dir():
@@ -346,13 +465,34 @@ def study_grid(config: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def atom_grid(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """dataset -> its models with per-atom features, for the datasets with ``atoms: true``."""
+    """dataset -> its models with per-atom features, for the datasets with ``atoms: true``
+    (the ladder's rungs are compared pooled only: ten more models would multiply the
+    atom-level metrics' pairs)."""
     from matteralign.models import registered_models
+    from matteralign.training.ladder import parse_rung_name
 
     models = registered_models()
-    return {dataset: [name for name in names if models[name].per_atom]
+    return {dataset: [name for name in names if models[name].per_atom
+                      and parse_rung_name(name) is None]
             for dataset, names in study_grid(config).items()
             if config["datasets"][dataset].get("atoms")}
+
+
+def prepare_checks(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """dataset -> what its prepare step checks on the subsample before any embedding
+    (:func:`matteralign.datasets.checks.study_problem`): the metrics' k, the options of each
+    model of its grid, and for the atom-level study its potentials and ``max_atoms_total``."""
+    atoms = atom_grid(config)
+    return {
+        dataset: {
+            "k": config["metrics"]["k"],
+            "models": {name: model_options(config, name).get("options") or {}
+                       for name in names},
+            "atom_models": atoms.get(dataset, []),
+            "max_atoms_total": config["datasets"][dataset].get("max_atoms_total"),
+        }
+        for dataset, names in study_grid(config).items()
+    }
 
 
 def atom_resampling(config: Mapping[str, Any]) -> tuple[int, int]:
@@ -368,6 +508,12 @@ def _check_atoms(config: Mapping[str, Any]) -> None:
     """A dataset with ``atoms: true`` needs two models with per-atom features, and room for
     k + 2 atoms."""
     need = max(config["metrics"]["k"] + 2, 4)
+    for dataset, entry in config["datasets"].items():
+        if entry.get("by_element") and not entry.get("atoms"):
+            raise ConfigError(
+                f"config key datasets.{dataset}.by_element: the by-element metrics are part of "
+                "the atom-level study, which is off for this dataset; set atoms: true as well, "
+                "or remove by_element")
     for dataset, names in atom_grid(config).items():
         if len(names) < 2:
             raise ConfigError(
@@ -380,19 +526,45 @@ def _check_atoms(config: Mapping[str, Any]) -> None:
                 f"neighbours need at least {need} atoms; raise it")
 
 
+def _check_ladder(config: Mapping[str, Any]) -> None:
+    from matteralign.training.ladder import DATASET, ladder_problems
+
+    study_n = config["datasets"].get(DATASET, {}).get("n")
+    problems = ladder_problems(config, study_n)
+    if problems:
+        raise ConfigError(f"config key {problems[0]}")
+
+
+def with_ladder(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the ladder's rungs (:mod:`matteralign.training.ladder`) added to its
+    models, each registered: from here on they are models of the study like any other. Its
+    checkpoint folders are the workflow's own outputs, so :func:`input_problems` runs before."""
+    from matteralign.models import registered_models
+    from matteralign.training.ladder import ladder_models
+
+    rungs = ladder_models(config)
+    models = registered_models()
+    for name in rungs:
+        models[name]  # noqa: B018 - registers the rung's adapter
+    config["models"] = {**config["models"], **rungs}
+    return config
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping in the config file ``path`` as written, read strictly: UTF-8, no repeated
+    key at any depth (see :mod:`matteralign.configfile`). Raises ConfigError."""
+    try:
+        return read_config_file(path)
+    except ConfigFileError as err:
+        raise ConfigError(str(err)) from None
+
+
 def load_config(path: str | os.PathLike[str], check_inputs: bool = True,
                 local_jobs: bool = True) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping of keys "
-                          f"(results, datasets, models, ...), not {type(raw).__name__}")
-    config = validate_schema(raw)
+    """The study config in ``path``, read strictly (:func:`read_config`), validated, defaults
+    filled and checked (:func:`check_config`; with ``check_inputs`` also the data, checkpoints
+    and a GPU for ``device: cuda``). Raises ConfigError."""
+    config = validate_schema(read_config(path))
     check_config(config, base=Path.cwd(), check_inputs=check_inputs)
     if check_inputs:
         problems = device_problems(config, local_jobs=local_jobs)

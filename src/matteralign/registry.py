@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Generic, Protocol, TypeVar
 
 from matteralign.errors import UnknownNameError
@@ -22,10 +22,14 @@ T = TypeVar("T", bound=_Named)
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, package: str, skip: Iterable[str] = ()) -> None:
+    def __init__(self, kind: str, package: str, skip: Iterable[str] = (),
+                 family: Callable[[str], type[T] | None] | None = None) -> None:
+        """``family``: the class of a name outside the table that follows a naming pattern
+        (a study's own trained models), or None; it is registered on first lookup."""
         self.kind = kind
         self.package = package
         self.skip = set(skip)
+        self.family = family
         self._classes: dict[str, type[T]] = {}
         self._discovered = False
 
@@ -45,13 +49,32 @@ class Registry(Generic[T]):
         self._discovered = True
 
     def all(self) -> dict[str, type[T]]:
+        """Every registered class by name; looking up a name of the ``family`` pattern in
+        the returned mapping registers it (it is not listed before)."""
         self.discover()
-        return dict(self._classes)
+        return _Table(self._classes, self)
 
     def get(self, name: str) -> type[T]:
         classes = self.all()
+        if name not in classes and self.family is not None:
+            found = self.family(name)
+            if found is not None:
+                return self.register(found)
         if name not in classes:
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(classes))}"
             )
         return classes[name]
+
+
+class _Table(dict):  # type: ignore[type-arg]
+    """A registry's classes by name; a missing name is looked up in the registry's family."""
+
+    def __init__(self, classes: dict[str, type[T]], registry: Registry[T]) -> None:
+        super().__init__(classes)
+        self.registry = registry
+
+    def __missing__(self, name: str) -> type[T]:
+        cls = self.registry.get(name)
+        self[name] = cls
+        return cls

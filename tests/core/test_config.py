@@ -137,3 +137,95 @@ def test_check_config_works_from_an_installed_wheel(tmp_path):
                              text=True, timeout=120)
     assert refused.returncode == 2 and "config key metrics.names" in refused.stderr
     assert str(site / "matteralign" / "config.schema.yaml") in refused.stderr
+
+
+def snakemake_dry_run(config: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(config)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    return f"rc={proc.returncode}\n{proc.stdout}{proc.stderr}"
+
+
+STUDY = ("datasets:\n  qm9: {n: 30}\nmodels:\n  morgan-fp: {}\n  composition: {}\n"
+         "metrics:\n  names: [cknna]\n  k: 5\n")
+
+
+def test_snakemake_rereads_each_configfile_strictly(tmp_path):
+    """Snakemake's own loader keeps the second of two equal keys; the workflow reads the file
+    again and stops, naming the key and both lines."""
+    path = tmp_path / "study.yaml"
+    path.write_text(f"results: {tmp_path / 'results'}\n{STUDY}  k: 7\n")
+    out = snakemake_dry_run(path)
+    assert not out.startswith("rc=0"), out[-2000:]
+    assert f"config file {path}: config key metrics.k appears twice (lines 9 and 10)" in out
+    assert "Traceback" not in out and not (tmp_path / "results").exists()
+
+
+def test_dry_run_shows_where_the_folders_point(tmp_path):
+    """A relative results folder is taken from the working directory, and said so first."""
+    path = tmp_path / "study.yaml"
+    path.write_text(f"results: rel/study-{tmp_path.name}\n{STUDY}")
+    out = snakemake_dry_run(path)
+    assert out.startswith("rc=0"), out[-2000:]
+    told = (f"results: {ROOT / 'rel' / f'study-{tmp_path.name}'} (from results: "
+            f"rel/study-{tmp_path.name}, relative to the working directory {ROOT})")
+    assert told in out and out.index(told) < out.index("Building DAG"), out[:2000]
+    assert f"envs.prefix: {ROOT / '.envs'} (from envs.prefix: .envs" in out
+
+
+@pytest.mark.parametrize(("text", "told"), [
+    ("metrics:\n  k: 5\nseed: 1\nmetrics:\n  bootstrap: 0\n",
+     "config key metrics appears twice (lines 1 and 4)"),
+    ("datasets:\n  qm9:\n    n: 30\n    options: {}\n    n: 40\n",
+     "config key datasets.qm9.n appears twice (lines 3 and 5)"),
+    (b"seed: 0\n# r\xe9sum\xe9\n", "line 2, column 4: byte 0xe9 is not UTF-8 text"),
+])
+def test_read_config_names_file_key_and_line(tmp_path, text, told):
+    from matteralign.config import read_config
+
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ConfigError) as caught:
+        read_config(path)
+    assert str(caught.value).startswith(f"config file {path}") and told in str(caught.value)
+
+
+def test_schema_integer_refuses_integral_floats():
+    """JSON Schema's draft counts 60.0 as an integer; the study config does not."""
+    for key, value in (("n", 60.0), ("n", True)):
+        with pytest.raises(ConfigError, match="datasets.qm9.n"):
+            validate_schema({"datasets": {"qm9": {key: value}}, "models": {"morgan-fp": None}})
+    assert validate_schema({"datasets": {"qm9": {"n": 60}}, "models": {"morgan-fp": None}})
+
+
+def test_long_list_is_refused_quickly(tmp_path):
+    """A million-item list took check-config 98 s to parse and validate; it is refused by the
+    file's size before parsing, and a list past 1,000 items right after."""
+    path = tmp_path / "c.yaml"
+    names = ", ".join(["cknna"] * 1_000_000)
+    path.write_text(f"{STUDY}  bootstrap: 0\nplots: {{}}\nanalysis: {{}}\nx: [{names}]\n")
+    started = time.time()
+    with pytest.raises(ConfigError, match="bytes; a study config is a few kB"):
+        load_config(path)
+    path.write_text(STUDY.replace("[cknna]", "[" + ", ".join(["cknna"] * 5000) + "]"))
+    with pytest.raises(ConfigError, match="config key metrics.names has 5,000 items"):
+        load_config(path)
+    assert time.time() - started < 1
+
+
+def test_prepare_command_checks_the_subsample(tmp_path, capsys):
+    """`matteralign prepare --check` (what the workflow's prepare rule passes) refuses a
+    subsample the metrics cannot use, before writing the structures file."""
+    import json
+
+    from matteralign.cli import main
+
+    out = tmp_path / "qm9" / "structures.h5"
+    checks = {"qm9": {"k": 5, "models": {"chgnet-0.3.0": {"max_atoms": 12}, "morgan-fp": {}},
+                      "atom_models": [], "max_atoms_total": None}}
+    code = main(["prepare", "qm9", "--n", "30", "--check", json.dumps(checks), "--out",
+                 str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "config key metrics.k: k=5 neighbours need 7 structures" in err, err
+    assert "chgnet-0.3.0" in err and not out.exists()

@@ -69,8 +69,8 @@ def study(tmp_path_factory):
                              "by_element": True},
                      "coremof": {"n": 40, "options": {"max_atoms": 60}}},
         "models": {m: {} for m in MODELS},
-        # small B and P: every alignment still gets an interval and a chance level
-        "metrics": {"names": METRICS, "k": 5, "bootstrap": 5, "permutations": 5},
+        # small B; P = 19, the fewest for which p = 1/(P+1) can reach 0.05
+        "metrics": {"names": METRICS, "k": 5, "bootstrap": 5, "permutations": 19},
         "analysis": {"map_properties": MAPS},
     }
     # options and a weights pin travel from the config entry to the job

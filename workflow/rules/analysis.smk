@@ -68,12 +68,12 @@ def answers_inputs(wildcards):
         inputs += dataset_analysis_files(dataset) + dataset_figures(dataset)
         inputs += expand(METRIC_FILE, dataset=dataset, metric=METRICS)
         inputs += expand(METRIC_FIGURE, dataset=dataset, metric=METRICS)
-    return inputs
+    return inputs + ladder_targets()
 
 
 def answers_config():
     """The parts of the study config the answers page reads, as one JSON argument."""
-    keys = ("results", "seed", "datasets", "models", "metrics", "analysis")
+    keys = ("results", "seed", "datasets", "models", "metrics", "analysis", "ladder")
     return shlex.quote(json.dumps({k: config[k] for k in keys}, sort_keys=True))
 
 

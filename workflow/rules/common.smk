@@ -16,10 +16,14 @@ from matteralign.config import (
     device_problems,
     input_problems,
     model_options,
+    prepare_checks,
     resolve_device,
+    resolved_paths,
     study_grid,
+    with_ladder,
 )
 from matteralign.models import registered_models
+from matteralign.training.ladder import ladder_models
 
 BASE = Path(workflow.basedir)
 SRC = BASE / "src"
@@ -40,6 +44,11 @@ ATOM_FILE = f"{RESULTS}/{{dataset}}/atoms/{{name}}.h5"
 ATOM_ELEMENT_FILE = f"{RESULTS}/{{dataset}}/atoms/by_element/{{name}}.h5"
 ATOM_FIGURE = f"{RESULTS}/{{dataset}}/atoms/figures/{{name}}.png"
 SUMMARY = f"{RESULTS}/summary.tsv"
+#: the ladder (models the study trains itself): its QM9 sets and one folder per rung
+LADDER_SETS = f"{RESULTS}/ladder/qm9_sets.h5"
+LADDER_RUNG = f"{RESULTS}/ladder/{{rung}}"
+LADDER_SUMMARY = f"{RESULTS}/ladder/ladder.h5"
+LADDER_FIGURE = f"{RESULTS}/qm9/figures/ladder.png"
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 
@@ -70,6 +79,9 @@ try:
     check_config(config, base=Path.cwd(), check_inputs=False)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
+# where the relative folders point, first thing in every (dry) run's output
+for line in resolved_paths(config, base=Path.cwd(), prefix_root=BASE, envs=LOCAL_ENVS):
+    logger.info(line)
 # What a real run needs besides a valid config: every checkpoint and dataset here, and torch
 # that can use a GPU for `device: cuda`. Listed now (a dry run, e.g. of the paper's study on a
 # login node without the data, goes on); a real run stops at onstart, before its first job.
@@ -90,14 +102,42 @@ def stop_unless_runnable():
         raise WorkflowError(f"invalid configuration: {problems[0]}")
 
 
+# One results folder, one run: a lock in the results folder itself (Snakemake's is per working
+# directory), taken once the run is known to be runnable, released when it ends. Only the main
+# process takes it: the jobs Snakemake spawns (--mode subprocess/remote, e.g. inside a SLURM
+# job) run with --no-hooks, and is_main_process says the same should that ever change.
+from matteralign.errors import MatterAlignError
+from matteralign.runlock import RunLock
+
+RESULTS_LOCK = RunLock(RESULTS, checkout=BASE)
+
+
 onstart:
     stop_unless_runnable()
+    if getattr(workflow, "is_main_process", True):
+        try:
+            RESULTS_LOCK.acquire(note=logger.warning)
+        except MatterAlignError as err:
+            raise WorkflowError(str(err)) from None
 
+
+onsuccess:
+    RESULTS_LOCK.release()
+
+
+onerror:
+    RESULTS_LOCK.release()
+
+
+# the ladder's rungs (models the study trains itself, rules in ladder.smk) join the models
+# here: their checkpoints are this workflow's outputs, not inputs to check above
+with_ladder(config)
 GRID = study_grid(config)
 #: dataset -> its models with per-atom features, for the datasets with `atoms: true`
 ATOM_GRID = atom_grid(config)
 ATOM_BOOTSTRAP, ATOM_PERMUTATIONS = atom_resampling(config)
 MODELS = registered_models()
+LADDER_RUNGS = ladder_models(config)
 METRICS = config["metrics"]["names"]
 # `auto` is resolved once, here: cuda when torch in this interpreter sees a GPU (and no local
 # family env of the grid has a CPU-only torch), else cpu
@@ -139,6 +179,8 @@ def embedding_inputs(wildcards):
     inputs = {"structures": pattern(STRUCTURES, dataset=wildcards.dataset)}
     if LOCAL_ENVS:
         inputs["env"] = env_marker(family_of(wildcards.model))
+    if wildcards.model in LADDER_RUNGS:  # a model the study trains: its checkpoint first
+        inputs["checkpoint"] = model_options(config, wildcards.model)["weights"]
     return inputs
 
 

@@ -53,9 +53,7 @@ __all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "MIXED", "UNTESTABLE", "VERDIC
 
 def read_config_arg(value: str) -> dict[str, Any]:
     """``--config``: a YAML/JSON file or inline JSON, validated with the schema's defaults."""
-    import yaml
-
-    from matteralign.config import validate_schema
+    from matteralign.config import read_config, validate_schema
 
     if value.lstrip().startswith("{"):
         try:
@@ -66,7 +64,7 @@ def read_config_arg(value: str) -> dict[str, Any]:
         path = Path(value)
         if not path.is_file():
             raise ConfigError(f"--config: config file {path} does not exist")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_config(path)
     config = validate_schema(raw)
     check_analysis_config(config)
     return config
@@ -119,6 +117,17 @@ def study_answers(results: str | os.PathLike[str], config: Mapping[str, Any]) ->
     kinds = {name: cls.kind for name, cls in registered_datasets().items()}
     metrics = list(config["metrics"]["names"])
     data = [load_dataset(results, d, kinds[d], metrics) for d in config["datasets"]]
+    missing = [m for d in data for m in d.missing]
+    if (config.get("ladder") or {}).get("enabled"):
+        from matteralign.analysis.ladder import read_ladder
+        from matteralign.training.ladder import DATASET
+
+        path = Path(results) / "ladder" / "ladder.h5"
+        for d in data:
+            if d.name == DATASET and path.is_file():
+                d.ladder = read_ladder(path)
+            elif d.name == DATASET:
+                missing.append("ladder/ladder.h5")
     for d in data:
         d.map_figures = [figure_path(d.name, f"maps_{p}")
                          for p in (config.get("analysis") or {}).get("map_properties", {})
@@ -140,8 +149,7 @@ def study_answers(results: str | os.PathLike[str], config: Mapping[str, Any]) ->
                                   m: c for m, c in d.control().items() if c}}
                      for d in data},
     }
-    return Answers(claims, settings, [m for d in data for m in d.missing],
-                   provenance(("scipy",)))
+    return Answers(claims, settings, missing, provenance(("scipy",)))
 
 
 def write_answers(results: str | os.PathLike[str], config: Mapping[str, Any],

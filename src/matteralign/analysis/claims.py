@@ -45,6 +45,7 @@ from matteralign.analysis.evidence import (
     pairs_between,
     percent,
 )
+from matteralign.analysis.ladder_claims import is_rung, ladder_tests
 from matteralign.analysis.modeltests import (
     describe,
     group_difference_test,
@@ -287,7 +288,8 @@ def _energy_models(d: DatasetResults, table: Mapping[str, Any]) -> tuple[list[st
     family = d.family()
     ref_family = family.get(reference, reference)
     eligible = [m for i, m in enumerate(models) if not control.get(m) and m != reference
-                and np.isfinite(table["mae"][i]) and family.get(m, m) != ref_family]
+                and np.isfinite(table["mae"][i]) and family.get(m, m) != ref_family
+                and not is_rung(m)]
     return eligible, reference
 
 
@@ -303,8 +305,14 @@ def convergence_claim(data: Sequence[DatasetResults]) -> Claim:
         "left out), with the exact permutation p-value over every ordering of the families. "
         f"Agrees if ρ < 0 with p ≤ {ALPHA}, disagrees if ρ > 0 with p ≤ {ALPHA}, inconclusive "
         "otherwise; cannot be tested when the smallest attainable p (2/n! for n families) is "
-        f"above {ALPHA}, i.e. with fewer than 5 families. Controls are excluded.")
+        f"above {ALPHA}, i.e. with fewer than 5 families. Controls and the ladder's rungs are "
+        "excluded. The trained ladder (ladder: in the config) is its own test, under control: "
+        "ρ between each rung's held-out test MAE and its calibrated CKNNA to the most "
+        "accurate rung (which is left out), and to ANI-1x, over the rungs of the ladder's "
+        "seed (each an independent training run, one unit), with the same exact p-value and "
+        "verdict rule; its seed replicates give the noise ceiling at each of their sizes.")
     for d in data:
+        claim.tests += ladder_tests(d.name, d.metrics.get("cknna"), d.ladder)
         table, why = _convergence_ready(d)
         figures = [figure_path(d.name, "convergence")]
         if table is None:
@@ -386,6 +394,7 @@ def local_optimum_claim(data: Sequence[DatasetResults]) -> Claim:
         "interval lies above 0 for some candidate; inconclusive otherwise, also when no model "
         "is a candidate (an existential claim is not refuted by its absence in a small grid).")
     for d in data:
+        claim.tests += ladder_tests(d.name, d.metrics.get("cknna"), d.ladder)
         table, why = _convergence_ready(d)
         figures = [figure_path(d.name, "convergence")]
         if table is None:

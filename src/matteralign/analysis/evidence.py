@@ -123,6 +123,8 @@ class DatasetResults:
     missing: list[str]
     #: the property maps configured for this dataset (analysis.map_properties)
     map_figures: list[str] = field(default_factory=list)
+    #: the trained ladder (analysis.ladder.Ladder) on the dataset it trains on, else None
+    ladder: Any = None
 
     @property
     def first_metric(self) -> MetricFile | None:
@@ -374,13 +376,13 @@ class Ceiling:
 
 def noise_ceiling(metric: MetricFile, ci: float = 0.95) -> Ceiling | None:
     """Mean alignment over pairs of seed replicates of one model (models.domains.
-    SEED_REPLICATES) present in the file, with its half-sample interval; None without two."""
+    seed_groups: SEED_REPLICATES and the ladder's rungs of one size) present in the file,
+    with its half-sample interval; the group with the most pairs; None without two."""
     from matteralign.metrics.resampling import paired_interval
-    from matteralign.models.domains import SEED_REPLICATES
+    from matteralign.models.domains import seed_groups
 
     best = None
-    for group, members in SEED_REPLICATES.items():
-        present = [m for m in members if m in metric.models]
+    for group, present in seed_groups(metric.models).items():
         pairs = pairs_between(present, present)
         if not pairs:
             continue

@@ -374,3 +374,91 @@ class ANI2x(_ANIEnsemble):
                 model["neural_networks"] = Ensemble([model.neural_networks[self.member]])
         self._model = frozen(model, self.device)
         self._blocks = self._layout()
+
+
+@register_model
+class ANIQM9(_ANIEnsemble):
+    """The ANI-1x architecture trained by the study on QM9 (a ladder rung, see
+    :mod:`matteralign.training`): one network per element, built by torchani's NeuroChem
+    trainer from the rung folder's training input, with the best checkpoint of its training.
+    Registered as ``ani-qm9`` (random init: the ANI-1x widths); each rung is a model of its
+    own, ``ani-qm9-n{size}-s{seed}``, whose weights are its folder."""
+
+    name = "ani-qm9"
+    architecture = ("ANI-1x architecture (per-element MLPs, CELU, on ANI-1x's 384-d AEVs; "
+                    "H, C, N, O) trained by this study on QM9 U0 (torchani NeuroChem trainer)")
+    layer = "last hidden layer of each element's MLP (net[:-1], after CELU), shared channels"
+    pooling = "mean over atoms"
+    weights_name = RANDOM_INIT
+    license = "MIT (torchani code); weights trained by this study on QM9 (CC0 data)"
+    elements = ELEMENTS
+    label = "ANI (QM9 ladder)"
+    const_file = "rHCNO-5.2R_16-3.5A_a4-8.params"
+    ensemble_size = 1
+
+    def rung_folder(self) -> Path | None:
+        return None if self.is_random_init else Path(str(self.weights))
+
+    def weights_path(self) -> Path | None:
+        """The rung's checkpoint (its training input and AEV constants are hashed into
+        training.json beside it)."""
+        from matteralign.training.ani_input import CHECKPOINT
+
+        folder = self.rung_folder()
+        return None if folder is None else folder / CHECKPOINT
+
+    def _load(self) -> None:
+        import tempfile
+
+        import torch
+        from torchani.neurochem import Trainer, load_sae
+        from torchani.nn import Ensemble, SpeciesConverter
+
+        from matteralign.datasets.qm9 import ATOM_U0_HARTREE
+        from matteralign.training import ani_input
+        from matteralign.training.ladder import ANI1X_HIDDEN
+
+        folder = self.rung_folder()
+        with tempfile.TemporaryDirectory() as scratch:
+            if folder is None:  # the ANI-1x widths, free atoms' U0 as self energies
+                folder = Path(scratch)
+                shipped = find_in_site_packages(f"torchani/resources/ani-1x_8x/{self.const_file}")
+                if shipped is None:
+                    raise FileNotFoundError(f"{self.const_file} missing: build .envs/ani")
+                (folder / self.const_file).write_bytes(shipped.read_bytes())
+                ani_input.write_sae(folder / ani_input.SAE_FILE, ATOM_U0_HARTREE)
+                training = {"steps": 1, "patience": 1, "learning_rate": 1e-3,
+                            "min_learning_rate": 1e-5, "batch_size": 1, "weight_decay": 0.0}
+                ani_input.write_input(folder, ani_input.trainer_input(training, ANI1X_HIDDEN,
+                                                                      size=1))
+            for needed in (ani_input.INPUT_FILE, ani_input.SAE_FILE, self.const_file):
+                if not (folder / needed).is_file():
+                    raise FileNotFoundError(f"{folder / needed} missing: not a ladder rung "
+                                            "folder (train it with the workflow's train_model)")
+            torch.manual_seed(self.seed)
+            trainer = Trainer(str(folder / ani_input.INPUT_FILE), device=torch.device("cpu"))
+            if self.rung_folder() is not None:
+                state = torch.load(folder / ani_input.CHECKPOINT, map_location="cpu",
+                                   weights_only=True)
+                trainer.nn.load_state_dict(state, strict=True)
+            shifter = load_sae(str(folder / ani_input.SAE_FILE))
+        model = torch.nn.ModuleDict({
+            "species_converter": SpeciesConverter(list(self.elements.values())),
+            "aev_computer": trainer.aev_computer, "neural_networks": Ensemble([trainer.nn]),
+            "energy_shifter": shifter})
+        self._model = frozen(model, self.device)
+        self._blocks = self._layout()
+
+
+def rung_adapter(name: str) -> type[ANIQM9] | None:
+    """The adapter of a ladder rung ``ani-qm9-n{size}-s{seed}`` (None: not a rung name)."""
+    from matteralign.training.ladder import parse_rung_name
+
+    rung = parse_rung_name(name)
+    if rung is None:
+        return None
+    return type(name.replace("-", "_"), (ANIQM9,), {
+        "name": name, "__module__": __name__,
+        "weights_name": f"trained by this study: QM9, {rung.size} molecules, seed {rung.seed}",
+        "__doc__": f"ladder rung {name}: ANI-1x architecture trained on {rung.size} QM9 "
+                   f"molecules, seed {rung.seed}"})

@@ -235,7 +235,15 @@ class ModelAdapter(ABC):
         return find_in_site_packages(cls.weights_in_package, site_packages) is not None
 
 
-REGISTRY: Registry[ModelAdapter] = Registry("model", "matteralign.models", skip={"base"})
+def _ladder_rung(name: str) -> type[ModelAdapter] | None:
+    """A model the study trains itself (``ani-qm9-n{size}-s{seed}``), or None."""
+    from matteralign.models.ani import rung_adapter
+
+    return rung_adapter(name)
+
+
+REGISTRY: Registry[ModelAdapter] = Registry("model", "matteralign.models", skip={"base"},
+                                            family=_ladder_rung)
 register_model = REGISTRY.register
 registered_models = REGISTRY.all
 

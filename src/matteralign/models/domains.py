@@ -11,7 +11,7 @@ config may override a model's domain (``analysis.domains``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 KINDS = ("molecules", "crystals", "proteins")
@@ -56,6 +56,8 @@ TRAINING_DOMAINS: dict[str, TrainingDomain] = {
     "ani-1x": _ANI1X,
     **{f"ani-1x-m{k}": _ANI1X for k in range(8)},  # its ensemble members
     "ani-2x": _d(["molecules"], "ANI-2x (small organic molecules, H C N O S F Cl)"),
+    # the ladder's architecture (its rungs, ani-qm9-n{size}-s{seed}, are named by pattern)
+    "ani-qm9": _d(["molecules"], "QM9 (trained by this study: see the ladder)"),
     "orb-v3-conservative-inf-omat": _d(["crystals"], "OMat24 (inorganic crystals)"),
     "orb-v3-direct-inf-omat": _d(["crystals"], "OMat24 (inorganic crystals)"),
     "orb-v3-direct-20-omat": _d(["crystals"], "OMat24 (inorganic crystals)"),
@@ -92,7 +94,7 @@ def training_domain(model: str, overrides: Mapping[str, Sequence[str]] | None = 
                     ) -> TrainingDomain:
     """The model's training domain, with a config override of its kinds if given."""
     try:
-        domain = TRAINING_DOMAINS[model]
+        domain = TRAINING_DOMAINS[model] if model in TRAINING_DOMAINS else _rung_domain(model)
     except KeyError:
         raise KeyError(f"no training domain recorded for model {model!r}; add it to "
                        "matteralign.models.domains.TRAINING_DOMAINS or set "
@@ -105,6 +107,17 @@ def training_domain(model: str, overrides: Mapping[str, Sequence[str]] | None = 
         return TrainingDomain(frozenset(overrides[model]), domain.data + " (config override)",
                               domain.baseline)
     return domain
+
+
+def _rung_domain(model: str) -> TrainingDomain:
+    """The training domain of a model the study trains itself (a ladder rung)."""
+    from matteralign.training.ladder import parse_rung_name
+
+    rung = parse_rung_name(model)
+    if rung is None:
+        raise KeyError(model)
+    return _d(["molecules"], f"QM9, {rung.size} H/C/N/O molecules (trained by this study, "
+                             f"seed {rung.seed})")
 
 
 def is_baseline(model: str) -> bool:
@@ -145,7 +158,28 @@ SEED_REPLICATES: dict[str, tuple[str, ...]] = {
 }
 
 
+def seed_groups(models: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """group -> its members among ``models``, for every group of two or more models that
+    differ only by training seed: SEED_REPLICATES, and the ladder rungs of one size."""
+    from matteralign.training.ladder import parse_rung_name
+
+    models = list(models)
+    groups = {group: tuple(m for m in members if m in models)
+              for group, members in SEED_REPLICATES.items()}
+    for model in models:
+        rung = parse_rung_name(model)
+        if rung is not None:
+            key = f"ani-qm9-n{rung.size}"
+            groups[key] = (*groups.get(key, ()), model)
+    return {group: members for group, members in groups.items() if len(members) > 1}
+
+
 def seed_group(model: str) -> str | None:
     """The model whose seed replicates ``model`` is one of (None if it is none's)."""
+    from matteralign.training.ladder import parse_rung_name
+
+    rung = parse_rung_name(model)
+    if rung is not None:
+        return f"ani-qm9-n{rung.size}"
     return next((group for group, members in SEED_REPLICATES.items() if model in members),
                 None)

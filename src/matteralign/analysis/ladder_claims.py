@@ -1,0 +1,136 @@
+"""Claim 2 under control: the ladder's rungs (one architecture, one seed, nested training
+sets of increasing size) against their own test MAE, and the noise ceiling of its seed
+replicates.
+
+Each rung is an independent training run, so each is one unit of the exact rank test. The
+reference is the most accurate rung (it is left out of its own test) and, separately, the
+independently trained ANI-1x ensemble (same architecture, other data and training).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from matteralign.analysis.evidence import (
+    AGREES,
+    ALPHA,
+    DISAGREES,
+    INCONCLUSIVE,
+    UNTESTABLE,
+    Test,
+    figure_path,
+    num,
+    pair_replicates,
+    pair_value,
+    pairs_between,
+)
+from matteralign.analysis.ladder import Ladder
+from matteralign.analysis.modeltests import describe, rank_correlation_test
+from matteralign.io import MetricFile
+from matteralign.metrics.resampling import paired_interval
+from matteralign.training.ladder import parse_rung_name
+
+#: the independently trained model of the same architecture the ladder is also read against
+ANI_REFERENCE = "ani-1x"
+
+
+def is_rung(model: str) -> bool:
+    return parse_rung_name(model) is not None
+
+
+def size_ceilings(metric: MetricFile, ladder: Ladder) -> dict[int, dict[str, Any]]:
+    """size -> mean alignment of its seed replicates (every pair), with the half-sample
+    replicates of that mean (for paired differences) and its interval."""
+    sizes: dict[int, list[str]] = {}
+    for name in ladder.names:
+        if name in metric.models:
+            sizes.setdefault(int(ladder.value(name, "size")), []).append(name)
+    out = {}
+    for size, names in sorted(sizes.items()):
+        pairs = pairs_between(names, names)
+        if not pairs:
+            continue
+        value = float(np.mean([pair_value(metric, a, b).raw for a, b in pairs]))
+        reps = [pair_replicates(metric, a, b) for a, b in pairs]
+        stacked = (np.mean(np.stack(reps), axis=0)
+                   if all(r is not None for r in reps) else None)
+        low, high = (paired_interval(value, stacked) if stacked is not None
+                     else (math.nan, math.nan))
+        out[size] = {"models": names, "pairs": len(pairs), "value": value, "ci": [low, high],
+                     "replicates": stacked}
+    return out
+
+
+def _verdict(rho: float, p: float) -> str:
+    if p <= ALPHA and rho < 0:
+        return AGREES
+    if p <= ALPHA and rho > 0:
+        return DISAGREES
+    return INCONCLUSIVE
+
+
+def ladder_tests(dataset: str, metric: MetricFile | None, ladder: Ladder | None) -> list[Test]:
+    """The accuracy ladder's two tests (to its best rung, to ANI-1x) and the ceiling lines."""
+    label = f"{dataset}: trained ladder"
+    figures = [figure_path(dataset, "ladder")]
+    if ladder is None:
+        return []
+    if metric is None:
+        return [Test(label, UNTESTABLE, "no cknna.h5 (metrics.names lacks cknna)")]
+    rungs = [m for m in ladder.accuracy_ladder() if m in metric.models]
+    mae = {m: ladder.value(m, "test_mae_ev_per_atom") for m in rungs}
+    lines = [f"{m}: {int(ladder.value(m, 'size'))} training molecules, test MAE "
+             f"{num(1000 * mae[m])} meV/atom ({num(ladder.value(m, 'test_mae_ev'))} eV), "
+             f"{int(ladder.value(m, 'epochs'))} epochs" for m in rungs]
+    ceilings = size_ceilings(metric, ladder)
+    lines += [f"noise ceiling at {size} molecules ({c['pairs']} pairs of seed replicates "
+              f"{', '.join(c['models'])}): CKNNA {num(c['value'])} [{num(c['ci'][0])}, "
+              f"{num(c['ci'][1])}]" for size, c in ceilings.items()]
+    numbers: dict[str, Any] = {
+        "rungs": {m: {"size": int(ladder.value(m, "size")), "test_mae_ev_per_atom": mae[m]}
+                  for m in rungs},
+        "noise_ceiling": {str(s): {k: v for k, v in c.items() if k != "replicates"}
+                          for s, c in ceilings.items()}}
+    growing = [s for s, c in ceilings.items() if c["replicates"] is not None]
+    if len(growing) >= 2:
+        small, large = growing[0], growing[-1]
+        diff = ceilings[large]["value"] - ceilings[small]["value"]
+        low, high = paired_interval(diff, ceilings[large]["replicates"]
+                                    - ceilings[small]["replicates"])
+        lines.append(f"seed replicates agree more with more data: ceiling at {large} minus at "
+                     f"{small} = {num(diff)} [{num(low)}, {num(high)}] (paired half-sample "
+                     "95% interval)")
+        numbers["ceiling_growth"] = {"sizes": [small, large], "value": diff, "ci": [low, high]}
+    tests = []
+    if len(rungs) < 2:
+        return [Test(label, UNTESTABLE, f"{len(rungs)} rung(s) of the ladder's seed in "
+                     "cknna.h5; the ladder needs at least 4 sizes", lines, figures=figures)]
+    best = min(rungs, key=lambda m: mae[m])
+    for reference in (best, ANI_REFERENCE):
+        what = f"{label} → {'its most accurate rung' if reference == best else reference}"
+        if reference not in metric.models:
+            tests.append(Test(what, UNTESTABLE, f"{reference} is not in the grid (add it on "
+                              f"{dataset})", lines, figures=figures))
+            continue
+        others = [m for m in rungs if m != reference]
+        calibrated = {m: pair_value(metric, m, reference).calibrated for m in others}
+        test = rank_correlation_test({m: mae[m] for m in others}, calibrated,
+                                     {m: m for m in others})
+        described = describe(test, f"ρ(test MAE, calibrated CKNNA to {reference}) over the "
+                                   "rungs (each an independent training run)")
+        measured = [described] + [f"{m}: calibrated CKNNA to {reference} "
+                                  f"{num(calibrated[m])}" for m in others] + lines
+        found = {"reference": reference, "rho": test.statistic, "p_value": test.p_value,
+                 "min_p": test.min_p, "n_rungs": test.n_units, **numbers}
+        if not test.testable(ALPHA):
+            tests.append(Test(what, UNTESTABLE, f"{test.n_units} rungs give a smallest exact p "
+                              f"of {num(test.min_p, 2)} > {ALPHA}: add sizes to ladder.sizes "
+                              "(5 rungs besides the reference)", measured, numbers=found,
+                              figures=figures))
+            continue
+        tests.append(Test(what, _verdict(test.statistic, test.p_value), described, measured,
+                          numbers=found, figures=figures))
+    return tests
