@@ -168,10 +168,10 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from matteralign.config import load_config, study_grid
+    from matteralign.config import load_config, study_grid, with_ladder
 
-    config = load_config(args.config, check_inputs=not args.quick,
-                         local_jobs=not args.cluster)
+    config = with_ladder(load_config(args.config, check_inputs=not args.quick,
+                                     local_jobs=not args.cluster))
     for dataset, models in study_grid(config).items():
         print(f"{dataset} (n={config['datasets'][dataset]['n']}): {', '.join(models)}")
     return 0
@@ -471,7 +471,8 @@ def cmd_train_rung(args: argparse.Namespace) -> int:
     refuse_existing([("--out", args.out)], args.force)
     ladder = json.loads(args.ladder)
     record = train_rung(args.name, rung.size, rung.seed, args.sets, args.out,
-                        ladder["training"], ladder["hidden"], threads=args.threads)
+                        ladder["training"], ladder["hidden"], threads=args.threads,
+                        device=args.device)
     print(f"{args.name}: {record['epochs']} epochs in {record['train_seconds']:.0f} s, test MAE "
           f"{record['test_mae_ev']:.4f} eV ({1000 * record['test_mae_ev_per_atom']:.2f} "
           f"meV/atom) -> {args.out}")
@@ -631,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ladder", required=True, help="the config's ladder section as JSON")
     p.add_argument("--out", required=True, help="the rung's folder")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="torch device of the training, e.g. cuda")
     _add_force(p)
     p.set_defaults(func=cmd_train_rung)
 

@@ -105,6 +105,22 @@ def test_paper_study_dry_run_shows_the_grid_and_what_is_missing():
         load_config(ROOT / "config" / "paper.yaml")
 
 
+def test_gpu_ladder_dry_runs_with_every_rung():
+    """config/ladder-gpu.yaml plans its 21 rungs (trained, then embedded like any model) here,
+    where it cannot run: it asks for a GPU."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "1",
+         "--configfile", str(ROOT / "config" / "ladder-gpu.yaml")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, re.M))
+    assert int(counts["train_model"]) == 9 + 3 * 4
+    assert int(counts["embed"]) == 9 + 21 and int(counts["ladder_sets"]) == 1
+    assert "device: cuda" in out or "GPU" in out  # a real run here would stop, saying why
+
+
 def test_check_config_works_from_an_installed_wheel(tmp_path):
     """The schema is package data: a wheel installed outside the checkout validates a config."""
     import shutil

@@ -153,6 +153,17 @@ CASES: list[tuple[str, Change, str]] = [
      setter("datasets", "coremof", value={"n": 500, "options": {"max_atoms": 8}}),
      "datasets.coremof.n"),
     ("results an existing file", setter("results", value=existing_file), "results"),
+    ("ladder larger than QM9 minus the study",
+     setter("ladder", value={"enabled": True, "sizes": [120000], "replicate_sizes": [120000],
+                             "test": 20000}), "ladder.sizes"),
+    ("ladder unknown training option",
+     setter("ladder", value={"enabled": True, "training": {"epochs": 3}}), "ladder.training"),
+    ("ladder zero steps",
+     setter("ladder", value={"enabled": True, "training": {"steps": 0}}),
+     "ladder.training.steps"),
+    ("ladder replicate size not a rung size",
+     setter("ladder", value={"enabled": True, "replicate_sizes": [300]}),
+     "ladder.replicate_sizes"),
 ]
 if has_analysis_schema():
     CASES.append(("analysis.reference not a configured model",
@@ -648,7 +659,7 @@ def test_prepare_accepts_what_the_metrics_can_use(tmp_path: Path) -> None:
 SUBPROCESS_CASES = ["n is a string", "k >= n", "model max_atoms -3", "coremof max_atoms -3",
                     "weights a folder for a model that reads a file",
                     "n larger than what the dataset's filter leaves", "unknown top-level key",
-                    "results an existing file"]
+                    "results an existing file", "ladder larger than QM9 minus the study"]
 if not driver_has_cuda():
     SUBPROCESS_CASES.append("device cuda without a GPU")
 BY_ID = {case_id: (change, key) for case_id, change, key in CASES}

@@ -24,7 +24,11 @@ pytestmark = pytest.mark.slow
 MODELS = ["chgnet-0.3.0", "sevennet-0", "minilm-l6-v2", "morgan-fp", "composition"]
 FAMILIES = {"chgnet-0.3.0": "chgnet", "sevennet-0": "sevenn", "minilm-l6-v2": "text",
             "morgan-fp": "baseline", "composition": "baseline"}
-GRID = {"qm9": MODELS, "coremof": [m for m in MODELS if m != "morgan-fp"]}
+#: the trained ladder, tiny: two sizes, a second seed at one (its rungs join QM9's models)
+LADDER = {"enabled": True, "sizes": [50, 60], "replicate_sizes": [50], "replicate_seeds": [1],
+          "validation": 50, "test": 50, "training": {"steps": 8, "batch_size": 16}}
+RUNGS = ["ani-qm9-n50-s0", "ani-qm9-n60-s0", "ani-qm9-n50-s1"]
+GRID = {"qm9": MODELS + RUNGS, "coremof": [m for m in MODELS if m != "morgan-fp"]}
 METRICS = ["cknna", "mutual_knn", "cka", "dcor", "information_imbalance", "intrinsic_dim",
            "gfre", "lfre"]
 #: the analysis files of every dataset, and its figures besides the metric heatmaps
@@ -72,6 +76,7 @@ def study(tmp_path_factory):
         # small B; P = 19, the fewest for which p = 1/(P+1) can reach 0.05
         "metrics": {"names": METRICS, "k": 5, "bootstrap": 5, "permutations": 19},
         "analysis": {"map_properties": MAPS},
+        "ladder": LADDER,
     }
     # options and a weights pin travel from the config entry to the job
     config["models"]["chgnet-0.3.0"] = {"options": {"max_atoms": 50}}
@@ -127,6 +132,11 @@ def test_every_target_exists(study):
     assert not (results / "coremof" / "atoms").exists()  # atoms: false
     assert (results / "summary.tsv").exists()
     assert (results / "answers.html").exists() and (results / "answers.json").exists()
+    for rung in RUNGS:  # trained, then embedded like any model (pooled only)
+        assert (results / "ladder" / rung / "model.pt").exists()
+        assert not (results / "qm9" / "atoms" / f"{rung}.h5").exists()
+    assert (results / "ladder" / "ladder.h5").exists()
+    assert (results / "qm9" / "figures" / "ladder.png").read_bytes()[:4] == b"\x89PNG"
     assert not (results / "coremof" / "embeddings" / "morgan-fp.h5").exists()
 
 
@@ -141,8 +151,13 @@ def test_answers_cover_every_claim(study):
     # QM9: 3D potentials and a text model with a permutation null: the claim is testable
     qm9 = next(t for t in claims["cross_modality"]["tests"] if t["label"] == "qm9")
     assert qm9["verdict"] != UNTESTABLE, qm9["reason"]
-    assert "chance" in " ".join(qm9["measured"]) and qm9["numbers"]["trained"]["n_pairs"] == 2
+    # (chgnet, sevennet and the three rungs) × minilm
+    assert "chance" in " ".join(qm9["measured"]) and qm9["numbers"]["trained"]["n_pairs"] == 5
     # CoRE MOF has no reference energies: convergence cannot be tested there, and says why
+    ladder = next(t for t in claims["convergence"]["tests"]
+                  if t["label"] == "qm9: trained ladder → its most accurate rung")
+    # two sizes: one rung besides the most accurate cannot give a rank test, and it says so
+    assert ladder["verdict"] == UNTESTABLE and "rung" in ladder["reason"]
     coremof = next(t for t in claims["convergence"]["tests"] if t["label"] == "coremof")
     assert coremof["verdict"] == UNTESTABLE and "reference energies" in coremof["reason"]
     assert answers["missing"] == []
@@ -221,9 +236,10 @@ def test_rerun_schedules_only_what_is_missing(study):
     planned = planned_jobs(config)
     analysis = {rule: 1 for rule in ("performance", "probes", "transfer", "convergence",
                                      "regimes", "tree", "answers")}
+    # nothing is trained again: the ladder's figure only redraws the new cknna.h5
     assert planned == {"embed": 1, "align": 1, "plot_metric": len(METRICS), "summary": 1,
-                       "maps": len(MAPS["qm9"]), "pooled_vs_atoms": 1, **analysis,
-                       "all": 1}, planned
+                       "maps": len(MAPS["qm9"]), "pooled_vs_atoms": 1, "plot_ladder": 1,
+                       **analysis, "all": 1}, planned
     proc = snakemake(config)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (results / "qm9" / "embeddings" / "composition.h5").exists()

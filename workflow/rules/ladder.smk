@@ -44,6 +44,7 @@ rule train_model:
     params:
         python=shlex.quote(str(ENV_PREFIX / "ani" / "bin" / "python")) if LOCAL_ENVS else "python",
         training=LADDER_TRAINING,
+        device=DEVICE,
     log:
         f"{LOGS}/ladder/{{rung}}.log",
     benchmark:
@@ -56,9 +57,11 @@ rule train_model:
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=1 if DEVICE == "cuda" else 0,
     shell:
         "{RUN} {params.python} -m matteralign train-rung {wildcards.rung} --sets {input.sets:q}"
-        " --ladder {params.training} --out {output:q} --threads {threads} --force"
+        " --ladder {params.training} --out {output:q} --threads {threads}"
+        " --device {params.device} --force"
         " > {log:q} 2>&1"
 
 

@@ -126,10 +126,13 @@ def ladder_tests(dataset: str, metric: MetricFile | None, ladder: Ladder | None)
         found = {"reference": reference, "rho": test.statistic, "p_value": test.p_value,
                  "min_p": test.min_p, "n_rungs": test.n_units, **numbers}
         if not test.testable(ALPHA):
-            tests.append(Test(what, UNTESTABLE, f"{test.n_units} rungs give a smallest exact p "
-                              f"of {num(test.min_p, 2)} > {ALPHA}: add sizes to ladder.sizes "
-                              "(5 rungs besides the reference)", measured, numbers=found,
-                              figures=figures))
+            why = (f"{test.n_units} rung(s) besides {reference}: a rank test needs 3"
+                   if test.n_units < 3 else
+                   f"{test.n_units} rungs give a smallest exact p of {num(test.min_p, 2)} > "
+                   f"{ALPHA}")
+            tests.append(Test(what, UNTESTABLE, f"{why}; add sizes to ladder.sizes (5 rungs "
+                              "besides the reference reach p ≤ 0.05)", measured,
+                              numbers=found, figures=figures))
             continue
         tests.append(Test(what, _verdict(test.statistic, test.p_value), described, measured,
                           numbers=found, figures=figures))

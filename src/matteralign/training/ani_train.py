@@ -166,9 +166,10 @@ def score(model: Any, sets: Mapping[str, Sequence[Mapping[str, Any]]],
 
 def train_rung(name: str, size: int, seed: int, sets_path: str | os.PathLike[str],
                out: str | os.PathLike[str], training: Mapping[str, Any],
-               hidden: Mapping[str, Sequence[int]], threads: int = 1) -> dict[str, Any]:
+               hidden: Mapping[str, Sequence[int]], threads: int = 1,
+               device: str = "cpu") -> dict[str, Any]:
     """Train the rung into ``out`` (checkpoint, inputs, learning curve, ``training.json``
-    with the test MAE and provenance); returns the record."""
+    with the test MAE and provenance) on ``device``; returns the record."""
     import torch
     import torchani
     from torchani.neurochem import Trainer
@@ -191,8 +192,8 @@ def train_rung(name: str, size: int, seed: int, sets_path: str | os.PathLike[str
         ipt = write_input(tmp, trainer_input(training, hidden, size))
         seed_everything(seed)
         # tqdm: the trainer's epoch loop needs a progress bar (it calls it unconditionally)
-        trainer = Trainer(str(ipt), device=torch.device("cpu"), tqdm=True,
-                          checkpoint_name=CHECKPOINT)
+        where = torch.device(device)
+        trainer = Trainer(str(ipt), device=where, tqdm=True, checkpoint_name=CHECKPOINT)
         # what Trainer.load_data does to the files it reads, on the ladder's own sets
         batches = int(training["batch_size"])
         trainer.training_set = (as_iterable(sets["train"]).subtract_self_energies(trainer.sae)
@@ -200,6 +201,12 @@ def train_rung(name: str, size: int, seed: int, sets_path: str | os.PathLike[str
         trainer.validation_set = (as_iterable(sets["validation"])
                                   .subtract_self_energies(trainer.sae).species_to_indices()
                                   .shuffle().collate(trainer.validation_batch_size).cache())
+        # batches on the device already: the trainer's .to(device) then returns the same
+        # tensors every epoch, which is what lets memo_aev recognise them
+        trainer.training_set = [{k: v.to(where) for k, v in b.items()}
+                                for b in trainer.training_set]
+        trainer.validation_set = [{k: v.to(where) for k, v in b.items()}
+                                  for b in trainer.validation_set]
         memo = memo_aev(trainer.aev_computer)
         trainer.model = Sequential(memo, trainer.nn)
         curve: list[tuple[int, float, float]] = []
@@ -216,9 +223,9 @@ def train_rung(name: str, size: int, seed: int, sets_path: str | os.PathLike[str
         trainer.evaluate = recorded
         trainer.run()
         seconds = time.perf_counter() - start
-        trainer.nn.load_state_dict(torch.load(tmp / CHECKPOINT, map_location="cpu",
+        trainer.nn.load_state_dict(torch.load(tmp / CHECKPOINT, map_location=where,
                                               weights_only=True))
-        model = Sequential(trainer.aev_computer, trainer.nn)
+        model = Sequential(trainer.aev_computer, trainer.nn).cpu()
         record = score(model, sets, sae)
         best = int(np.argmin([c[1] for c in curve]))
         record.update({
@@ -226,7 +233,7 @@ def train_rung(name: str, size: int, seed: int, sets_path: str | os.PathLike[str
             "test_mae_ev_per_atom": record["mae_ev_per_atom"]["test"],
             "epochs": len(curve) - 1, "best_epoch": best, "train_seconds": seconds,
             "validation_rmse_kcal_mol_best": curve[best][1], "aev_cache_hits": memo.hits,
-            "threads": threads, "trainer": "torchani.neurochem.Trainer",
+            "threads": threads, "device": device, "trainer": "torchani.neurochem.Trainer",
             "training": dict(training), "hidden": {k: list(v) for k, v in hidden.items()},
             "self_energies_hartree": sae, "sets_sha256": sha256_file(sets_path),
             "train_ids_first_last": [sets["train"][0]["id"], sets["train"][-1]["id"]],
