@@ -86,16 +86,22 @@ def test_misspelt_model_fails_fast_in_snakemake(tmp_path):
     assert marker.read_text() == "computed earlier"
 
 
-def test_paper_study_dry_run_shows_the_grid_and_what_is_missing():
-    """The full study dry-runs anywhere (say, a login node without the data); a real run
-    would stop before any job, naming the missing checkpoints and data."""
+def dry_run(config: str) -> str:
+    """The output of a successful Snakemake dry run of ``config/{config}`` (job counts)."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "1",
-         "--configfile", str(ROOT / "config" / "paper.yaml")],
+         "--configfile", str(ROOT / "config" / config)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def test_paper_study_dry_run_shows_the_grid_and_what_is_missing():
+    """The full study dry-runs anywhere (say, a login node without the data); a real run
+    would stop before any job, naming the missing checkpoints and data."""
+    out = dry_run("paper.yaml")
     assert "a dry run goes on, a real run would stop here" in out
     assert "mace-mp-0-medium.weights" in out and "datasets.omat24" in out
     counts = dict(re.findall(r"^(embed|align|prepare_dataset)\s+(\d+)\s*$", out, re.M))
@@ -108,13 +114,7 @@ def test_paper_study_dry_run_shows_the_grid_and_what_is_missing():
 def test_gpu_ladder_dry_runs_with_every_rung():
     """config/ladder-gpu.yaml plans its 21 rungs (trained, then embedded like any model) here,
     where it cannot run: it asks for a GPU."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "1",
-         "--configfile", str(ROOT / "config" / "ladder-gpu.yaml")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
+    out = dry_run("ladder-gpu.yaml")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, re.M))
     assert int(counts["train_model"]) == 9 + 3 * 4
     assert int(counts["embed"]) == 9 + 21 and int(counts["ladder_sets"]) == 1

@@ -26,7 +26,7 @@ FAMILIES = {"chgnet-0.3.0": "chgnet", "sevennet-0": "sevenn", "minilm-l6-v2": "t
             "morgan-fp": "baseline", "composition": "baseline"}
 #: the trained ladder, tiny: two sizes, a second seed at one (its rungs join QM9's models)
 LADDER = {"enabled": True, "sizes": [50, 60], "replicate_sizes": [50], "replicate_seeds": [1],
-          "validation": 50, "test": 50, "training": {"steps": 8, "batch_size": 16}}
+          "validation": 50, "test": 50, "training": {"steps": 48, "batch_size": 16}}
 RUNGS = ["ani-qm9-n50-s0", "ani-qm9-n60-s0", "ani-qm9-n50-s1"]
 GRID = {"qm9": MODELS + RUNGS, "coremof": [m for m in MODELS if m != "morgan-fp"]}
 METRICS = ["cknna", "mutual_knn", "cka", "dcor", "information_imbalance", "intrinsic_dim",

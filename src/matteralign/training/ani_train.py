@@ -228,6 +228,10 @@ def train_rung(name: str, size: int, seed: int, sets_path: str | os.PathLike[str
         model = Sequential(trainer.aev_computer, trainer.nn).cpu()
         record = score(model, sets, sae)
         best = int(np.argmin([c[1] for c in curve]))
+        if best == 0:  # the checkpoint kept would be the untrained initial network
+            raise ValueError(f"{name}: no epoch improved on the initial network's validation "
+                             f"RMSE ({curve[0][1]:.3g} kcal/mol); raise ladder.training.steps "
+                             "or ladder.training.learning_rate")
         record.update({
             "name": name, "size": size, "seed": seed, "test_mae_ev": record["mae_ev"]["test"],
             "test_mae_ev_per_atom": record["mae_ev_per_atom"]["test"],
