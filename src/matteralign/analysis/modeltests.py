@@ -91,8 +91,9 @@ def rank_correlation_test(x: Mapping[str, float], y: Mapping[str, float],
 def group_difference_test(first: Mapping[str, float], second: Mapping[str, float],
                           family: Mapping[str, str], seed: int = 0) -> ModelTest:
     """mean(first) − mean(second) over families, with the exact two-sided permutation p-value
-    (twice the smaller tail) over every split of the families into groups of the same sizes. A family with models in
-    both groups is refused: its members are not independent of each other."""
+    (twice the smaller tail) over every split of the families into groups of the same
+    sizes. A family with models in both groups is refused: its members are not independent
+    of each other."""
     fa = family_means({m: [v] for m, v in first.items() if np.isfinite(v)}, family)
     fb = family_means({m: [v] for m, v in second.items() if np.isfinite(v)}, family)
     shared = set(fa) & set(fb)
