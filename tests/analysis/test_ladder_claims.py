@@ -102,10 +102,11 @@ def test_noise_ceiling_is_the_mean_over_seed_pairs(study):
     names = [f"ani-qm9-n3200-s{k}" for k in range(3)]
     pairs = list(itertools.combinations(names, 2))
     expected = np.mean([pair_value(metric, a, b).raw for a, b in pairs])
-    assert ceilings[3200]["value"] == pytest.approx(expected, abs=1e-12)
+    assert ceilings[3200].value == pytest.approx(expected, abs=1e-12)
     reps = np.mean([pair_replicates(metric, a, b) for a, b in pairs], axis=0)
-    assert ceilings[3200]["ci"] == pytest.approx(list(paired_interval(expected, reps)))
+    assert [ceilings[3200].low, ceilings[3200].high] == pytest.approx(
+        list(paired_interval(expected, reps)))
     best = ladder_tests("qm9", metric, ladder)[0]
     growth = best.numbers["ceiling_growth"]
     assert growth["sizes"] == [200, 3200]
-    assert growth["value"] == pytest.approx(ceilings[3200]["value"] - ceilings[200]["value"])
+    assert growth["value"] == pytest.approx(ceilings[3200].value - ceilings[200].value)

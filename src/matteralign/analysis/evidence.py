@@ -372,26 +372,40 @@ class Ceiling:
     value: float
     low: float
     high: float
+    members: tuple[str, ...] = ()
+    #: the mean over the pairs on each half-sample (None: the file holds no replicates)
+    replicates: np.ndarray | None = None
+
+
+def group_ceiling(metric: MetricFile, group: str, members: Sequence[str],
+                  ci: float = 0.95) -> Ceiling | None:
+    """Mean alignment over every pair of ``members`` (seed replicates of ``group``), with its
+    half-sample interval and replicates; None with fewer than two members in the file."""
+    from matteralign.metrics.resampling import paired_interval
+
+    present = [m for m in members if m in metric.models]
+    pairs = pairs_between(present, present)
+    if not pairs:
+        return None
+    value = float(np.mean([pair_value(metric, a, b).raw for a, b in pairs]))
+    reps = [pair_replicates(metric, a, b) for a, b in pairs]
+    stacked = np.mean(np.stack(reps), axis=0) if all(r is not None for r in reps) else None
+    low, high = (paired_interval(value, stacked, ci) if stacked is not None
+                 else (math.nan, math.nan))
+    return Ceiling(group, len(pairs), value, low, high, tuple(present), stacked)
 
 
 def noise_ceiling(metric: MetricFile, ci: float = 0.95) -> Ceiling | None:
-    """Mean alignment over pairs of seed replicates of one model (models.domains.
-    seed_groups: SEED_REPLICATES and the ladder's rungs of one size) present in the file,
-    with its half-sample interval; the group with the most pairs; None without two."""
-    from matteralign.metrics.resampling import paired_interval
+    """The ceiling (:func:`group_ceiling`) of the seed-replicate group with the most pairs in
+    the file (models.domains.seed_groups: SEED_REPLICATES and the ladder's rungs of one
+    size); None without two replicates of one model."""
     from matteralign.models.domains import seed_groups
 
     best = None
     for group, present in seed_groups(metric.models).items():
-        pairs = pairs_between(present, present)
-        if not pairs:
-            continue
-        value = float(np.mean([pair_value(metric, a, b).raw for a, b in pairs]))
-        reps = [pair_replicates(metric, a, b) for a, b in pairs]
-        low, high = ((paired_interval(value, np.mean(np.stack(reps), axis=0), ci))
-                     if all(r is not None for r in reps) else (math.nan, math.nan))
-        if best is None or len(pairs) > best.pairs:
-            best = Ceiling(group, len(pairs), value, low, high)
+        ceiling = group_ceiling(metric, group, present, ci)
+        if ceiling is not None and (best is None or ceiling.pairs > best.pairs):
+            best = ceiling
     return best
 
 

@@ -9,10 +9,7 @@ independently trained ANI-1x ensemble (same architecture, other data and trainin
 
 from __future__ import annotations
 
-import math
 from typing import Any
-
-import numpy as np
 
 from matteralign.analysis.evidence import (
     AGREES,
@@ -20,12 +17,12 @@ from matteralign.analysis.evidence import (
     DISAGREES,
     INCONCLUSIVE,
     UNTESTABLE,
+    Ceiling,
     Test,
     figure_path,
+    group_ceiling,
     num,
-    pair_replicates,
     pair_value,
-    pairs_between,
 )
 from matteralign.analysis.ladder import Ladder
 from matteralign.analysis.modeltests import describe, rank_correlation_test
@@ -41,26 +38,17 @@ def is_rung(model: str) -> bool:
     return parse_rung_name(model) is not None
 
 
-def size_ceilings(metric: MetricFile, ladder: Ladder) -> dict[int, dict[str, Any]]:
-    """size -> mean alignment of its seed replicates (every pair), with the half-sample
-    replicates of that mean (for paired differences) and its interval."""
+def size_ceilings(metric: MetricFile, ladder: Ladder) -> dict[int, Ceiling]:
+    """size -> the noise ceiling of its seed replicates (every pair; see
+    :func:`~matteralign.analysis.evidence.group_ceiling`), for sizes with two or more."""
     sizes: dict[int, list[str]] = {}
     for name in ladder.names:
-        if name in metric.models:
-            sizes.setdefault(int(ladder.value(name, "size")), []).append(name)
+        sizes.setdefault(int(ladder.value(name, "size")), []).append(name)
     out = {}
     for size, names in sorted(sizes.items()):
-        pairs = pairs_between(names, names)
-        if not pairs:
-            continue
-        value = float(np.mean([pair_value(metric, a, b).raw for a, b in pairs]))
-        reps = [pair_replicates(metric, a, b) for a, b in pairs]
-        stacked = (np.mean(np.stack(reps), axis=0)
-                   if all(r is not None for r in reps) else None)
-        low, high = (paired_interval(value, stacked) if stacked is not None
-                     else (math.nan, math.nan))
-        out[size] = {"models": names, "pairs": len(pairs), "value": value, "ci": [low, high],
-                     "replicates": stacked}
+        ceiling = group_ceiling(metric, f"ani-qm9-n{size}", names)
+        if ceiling is not None:
+            out[size] = ceiling
     return out
 
 
@@ -86,24 +74,25 @@ def ladder_tests(dataset: str, metric: MetricFile | None, ladder: Ladder | None)
              f"{num(1000 * mae[m])} meV/atom ({num(ladder.value(m, 'test_mae_ev'))} eV), "
              f"{int(ladder.value(m, 'epochs'))} epochs" for m in rungs]
     ceilings = size_ceilings(metric, ladder)
-    lines += [f"noise ceiling at {size} molecules ({c['pairs']} pairs of seed replicates "
-              f"{', '.join(c['models'])}): CKNNA {num(c['value'])} [{num(c['ci'][0])}, "
-              f"{num(c['ci'][1])}]" for size, c in ceilings.items()]
+    lines += [f"noise ceiling at {size} molecules ({c.pairs} pairs of seed replicates "
+              f"{', '.join(c.members)}): CKNNA {num(c.value)} [{num(c.low)}, {num(c.high)}]"
+              for size, c in ceilings.items()]
     numbers: dict[str, Any] = {
         "rungs": {m: {"size": int(ladder.value(m, "size")), "test_mae_ev_per_atom": mae[m]}
                   for m in rungs},
-        "noise_ceiling": {str(s): {k: v for k, v in c.items() if k != "replicates"}
+        "noise_ceiling": {str(s): {"models": list(c.members), "pairs": c.pairs,
+                                   "value": c.value, "ci": [c.low, c.high]}
                           for s, c in ceilings.items()}}
-    growing = [s for s, c in ceilings.items() if c["replicates"] is not None]
+    growing = [s for s, c in ceilings.items() if c.replicates is not None]
     if len(growing) >= 2:
-        small, large = growing[0], growing[-1]
-        diff = ceilings[large]["value"] - ceilings[small]["value"]
-        low, high = paired_interval(diff, ceilings[large]["replicates"]
-                                    - ceilings[small]["replicates"])
-        lines.append(f"seed replicates agree more with more data: ceiling at {large} minus at "
-                     f"{small} = {num(diff)} [{num(low)}, {num(high)}] (paired half-sample "
-                     "95% interval)")
-        numbers["ceiling_growth"] = {"sizes": [small, large], "value": diff, "ci": [low, high]}
+        small, large = ceilings[growing[0]], ceilings[growing[-1]]
+        diff = large.value - small.value
+        low, high = paired_interval(diff, large.replicates - small.replicates)
+        lines.append(f"seed replicates agree more with more data: ceiling at {growing[-1]} "
+                     f"minus at {growing[0]} = {num(diff)} [{num(low)}, {num(high)}] (paired "
+                     "half-sample 95% interval)")
+        numbers["ceiling_growth"] = {"sizes": [growing[0], growing[-1]], "value": diff,
+                                     "ci": [low, high]}
     tests = []
     if len(rungs) < 2:
         return [Test(label, UNTESTABLE, f"{len(rungs)} rung(s) of the ladder's seed in "

@@ -16,6 +16,13 @@ from matteralign.io import MetricFile
 from matteralign.plots.study import _pyplot, _save
 
 
+def _ceiling_colours(n: int) -> list[Any]:
+    """``n`` shades of purple, light to dark, for the ceiling bands (small to large sizes)."""
+    import matplotlib
+
+    return [matplotlib.colormaps["Purples"](0.4 + 0.5 * i / max(n - 1, 1)) for i in range(n)]
+
+
 def plot_ladder(ladder: Ladder, cknna: MetricFile | None, output: str | os.PathLike[str]
                 ) -> None:
     plt = _pyplot()
@@ -58,13 +65,13 @@ def _alignment_panel(ax: Any, ladder: Ladder, rungs: list[str],
         x = [mae[m] for m in others]
         y = [pair_value(cknna, m, reference).raw for m in others]
         ax.plot(x, y, marker=marker, ls="-", label=f"to {reference}")
-    for size, ceiling in size_ceilings(cknna, ladder).items():
-        low, high = ceiling["ci"]
-        if np.isfinite(low):
-            ax.axhspan(low, high, alpha=0.15, color="grey")
-        ax.axhline(ceiling["value"], ls=":", color="grey", lw=0.8)
-        ax.text(ax.get_xlim()[1], ceiling["value"], f" ceiling, {size} mol.", fontsize=7,
-                va="center", ha="left")
+    ceilings = size_ceilings(cknna, ladder)
+    for colour, (size, ceiling) in zip(_ceiling_colours(len(ceilings)), ceilings.items(),
+                                       strict=True):
+        if np.isfinite(ceiling.low):
+            ax.axhspan(ceiling.low, ceiling.high, alpha=0.15, color=colour)
+        ax.axhline(ceiling.value, ls=":", color=colour, lw=1,
+                   label=f"seed replicates, {size} molecules")
     ax.set_xscale("log")
     ax.legend(fontsize=7)
     ax.set_title("alignment against accuracy (bands: seed replicates, 95% interval)")

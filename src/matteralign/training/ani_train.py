@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from matteralign.datasets.qm9 import HARTREE_EV
 from matteralign.io import sha256_file
 from matteralign.training.ani_input import (
     AEV_CONSTANTS,
@@ -38,7 +39,6 @@ from matteralign.training.ani_input import (
     write_sae,
 )
 
-HARTREE_EV = 27.211386246  # CODATA 2018, as the QM9 dataset
 METRICS_FILE = "training.json"
 CURVE_FILE = "learning_curve.tsv"
 

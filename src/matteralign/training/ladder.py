@@ -80,15 +80,6 @@ def ladder_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             for rung in rungs(config["ladder"])}
 
 
-def seed_groups(ladder: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
-    """size -> the names of its rungs that differ only by seed (two or more)."""
-    groups: dict[int, list[str]] = {}
-    for rung in rungs(ladder):
-        groups.setdefault(rung.size, []).append(rung.name)
-    return {f"ani-qm9-n{size}": tuple(names) for size, names in groups.items()
-            if len(names) > 1}
-
-
 def ladder_problems(config: Mapping[str, Any], study_n: int | None) -> list[str]:
     """Why the ``ladder:`` section cannot run (each naming its key), before any job."""
     ladder = config.get("ladder", {})
