@@ -467,15 +467,54 @@ def cmd_train_rung(args: argparse.Namespace) -> int:
 
     rung = parse_rung_name(args.name)
     if rung is None:
-        raise InputError(f"{args.name!r} is not a ladder rung name (ani-qm9-n{{size}}-s{{seed}})")
+        raise InputError(f"{args.name!r} is not a ladder rung name (ani-qm9-n{{size}}-s{{seed}} "
+                         "or ani-qm9-no{element}-n{size}-s{seed})")
     refuse_existing([("--out", args.out)], args.force)
     ladder = json.loads(args.ladder)
     record = train_rung(args.name, rung.size, rung.seed, args.sets, args.out,
                         ladder["training"], ladder["hidden"], threads=args.threads,
-                        device=args.device)
+                        device=args.device, excluded=rung.excluded)
     print(f"{args.name}: {record['epochs']} epochs in {record['train_seconds']:.0f} s, test MAE "
           f"{record['test_mae_ev']:.4f} eV ({1000 * record['test_mae_ev_per_atom']:.2f} "
           f"meV/atom) -> {args.out}")
+    return 0
+
+
+def cmd_held_out(args: argparse.Namespace) -> int:
+    from matteralign.analysis.held_out import QUANTITIES, held_out_study, write_held_out
+    from matteralign.analysis.study import load_study
+    from matteralign.provenance import provenance
+    from matteralign.training.ani_train import read_test_errors
+    from matteralign.training.ladder import parse_rung_name
+    from matteralign.training.qm9_sets import read_study_elements
+
+    refuse_existing([("--out", args.out)], args.force)
+    study = load_study(args.embeddings, args.preprocessing, min_rows=args.k + 2)
+    rungs = {Path(f).name: f for f in args.rungs}
+    pairs = []
+    for name in study.names:
+        rung = parse_rung_name(name)
+        if rung is not None and rung.excluded:
+            if rung.twin.name not in study.names:
+                raise InputError(f"{name}: its twin {rung.twin.name} is not among --embeddings")
+            pairs.append((name, rung.twin.name))
+    if not pairs:
+        raise InputError("no rung trained without an element among --embeddings")
+    element = parse_rung_name(pairs[0][0]).excluded  # type: ignore[union-attr]
+    errors = {m: read_test_errors(rungs[m]) for pair in pairs for m in pair}
+    result = held_out_study(study.arrays, study.ids, read_study_elements(args.sets), element,
+                            pairs, args.reference, errors, k=args.k, bootstrap=args.bootstrap,
+                            seed=args.seed)
+    result.attrs.update({"k": args.k, "bootstrap": args.bootstrap, "seed": args.seed,
+                         "preprocessing": args.preprocessing, "n_used": study.n_used})
+    write_held_out(args.out, result, provenance(("numpy", "h5py", "scipy")))
+    print(f"held-out design (no {element}): {len(pairs)} pairs, {result.n_per_subset} held-in "
+          f"and {result.n_per_subset} held-out study molecules")
+    for q, what in QUANTITIES.items():
+        value, low, high = result.mean_did(q)
+        print(f"  DiD {what}: {value:.4g} [{low:.4g}, {high:.4g}]")
+    value, low, high = result.mean_mae_did()
+    print(f"  DiD test MAE (meV/atom): {value:.4g} [{low:.4g}, {high:.4g}] -> {args.out}")
     return 0
 
 
@@ -488,6 +527,15 @@ def cmd_ladder_summary(args: argparse.Namespace) -> int:
     write_ladder(args.out, ladder, provenance(("numpy", "h5py")))
     for name in ladder.names:
         print(f"{name}: test MAE {ladder.value(name, 'test_mae_ev'):.4f} eV")
+    return 0
+
+
+def cmd_plot_held_out(args: argparse.Namespace) -> int:
+    from matteralign.analysis.held_out import read_held_out
+    from matteralign.plots.held_out import plot_held_out
+
+    refuse_existing([("--out", args.out)], args.force)
+    plot_held_out(read_held_out(args.held_out), args.out)
     return 0
 
 
@@ -642,6 +690,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _add_force(p)
     p.set_defaults(func=cmd_ladder_summary)
+
+    p = sub.add_parser("held-out", help="the ladder's held-out design: rungs trained without "
+                       "an element against their twins, on held-in and held-out molecules")
+    p.add_argument("--embeddings", nargs="+", required=True,
+                   help="embedding files of the pairs and the reference")
+    p.add_argument("--rungs", nargs="+", required=True, help="the pairs' rung folders")
+    p.add_argument("--sets", required=True, help="the ladder's sets file")
+    p.add_argument("--reference", default="ani-1x")
+    p.add_argument("--k", type=int, default=25)
+    p.add_argument("--preprocessing", default="l2")
+    p.add_argument("--bootstrap", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    _add_force(p)
+    p.set_defaults(func=cmd_held_out)
+
+    p = sub.add_parser("plot-held-out", help="the held-out design's figure")
+    p.add_argument("--held-out", required=True, help="held_out.h5 (held-out)")
+    p.add_argument("--out", required=True)
+    _add_force(p)
+    p.set_defaults(func=cmd_plot_held_out)
 
     p = sub.add_parser("plot-ladder", help="the ladder's learning curves and alignment "
                        "against test MAE")

@@ -31,6 +31,7 @@ class Registry(Generic[T]):
         self.skip = set(skip)
         self.family = family
         self._classes: dict[str, type[T]] = {}
+        self._made: dict[str, type[T]] = {}  # classes of the family, made on first lookup
         self._discovered = False
 
     def register(self, cls: type[T]) -> type[T]:
@@ -49,17 +50,21 @@ class Registry(Generic[T]):
         self._discovered = True
 
     def all(self) -> dict[str, type[T]]:
-        """Every registered class by name; looking up a name of the ``family`` pattern in
-        the returned mapping registers it (it is not listed before)."""
+        """Every registered class by name; a name of the ``family`` pattern is in the returned
+        mapping (``in``, lookup) but never listed."""
         self.discover()
         return _Table(self._classes, self)
 
     def get(self, name: str) -> type[T]:
-        classes = self.all()
+        self.discover()
+        classes = self._classes
         if name not in classes and self.family is not None:
-            found = self.family(name)
-            if found is not None:
-                return self.register(found)
+            if name not in self._made:
+                found = self.family(name)
+                if found is not None:
+                    self._made[name] = found
+            if name in self._made:
+                return self._made[name]
         if name not in classes:
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(classes))}"
@@ -73,6 +78,12 @@ class _Table(dict):  # type: ignore[type-arg]
     def __init__(self, classes: dict[str, type[T]], registry: Registry[T]) -> None:
         super().__init__(classes)
         self.registry = registry
+
+    def __contains__(self, name: object) -> bool:
+        if dict.__contains__(self, name):
+            return True
+        family = self.registry.family
+        return isinstance(name, str) and family is not None and family(name) is not None
 
     def __missing__(self, name: str) -> type[T]:
         cls = self.registry.get(name)

@@ -23,7 +23,7 @@ from matteralign.config import (
     with_ladder,
 )
 from matteralign.models import registered_models
-from matteralign.training.ladder import ladder_models
+from matteralign.training.ladder import held_out_pairs, ladder_models
 
 BASE = Path(workflow.basedir)
 SRC = BASE / "src"
@@ -49,6 +49,9 @@ LADDER_SETS = f"{RESULTS}/ladder/qm9_sets.h5"
 LADDER_RUNG = f"{RESULTS}/ladder/{{rung}}"
 LADDER_SUMMARY = f"{RESULTS}/ladder/ladder.h5"
 LADDER_FIGURE = f"{RESULTS}/qm9/figures/ladder.png"
+#: the held-out design: rungs trained without an element against their twins
+LADDER_HELD_OUT = f"{RESULTS}/ladder/held_out.h5"
+LADDER_HELD_OUT_FIGURE = f"{RESULTS}/qm9/figures/held_out.png"
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 

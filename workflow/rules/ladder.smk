@@ -10,7 +10,12 @@ LADDER_TRAINING = shlex.quote(json.dumps({"training": LADDER["training"],
                                           "hidden": LADDER["hidden"]}, sort_keys=True))
 LADDER_SPLIT = shlex.quote(json.dumps(
     {k: LADDER[k] for k in ("split_seed", "test", "validation", "sizes", "seed",
-                            "replicate_sizes", "replicate_seeds")}, sort_keys=True))
+                            "replicate_sizes", "replicate_seeds", "held_out")}, sort_keys=True))
+#: the held-out design's pairs (rung trained without the element, its twin), read against
+#: ANI-1x when the grid has it
+HELD_OUT_PAIRS = [(r.name, t.name) for r, t in held_out_pairs(LADDER)] if LADDER_RUNGS else []
+HELD_OUT_REFERENCE = "ani-1x"
+HELD_OUT_READY = bool(HELD_OUT_PAIRS) and HELD_OUT_REFERENCE in GRID.get("qm9", [])
 
 
 rule ladder_sets:
@@ -107,8 +112,63 @@ rule plot_ladder:
         " --cknna {input.cknna:q} --out {output:q} --force > {log:q} 2>&1"
 
 
+rule held_out:
+    input:
+        embeddings=expand(EMBEDDING, dataset="qm9",
+                          model=sorted({m for p in HELD_OUT_PAIRS for m in p}
+                                       | {HELD_OUT_REFERENCE})),
+        rungs=expand(LADDER_RUNG, rung=sorted({m for p in HELD_OUT_PAIRS for m in p})),
+        sets=LADDER_SETS,
+    output:
+        LADDER_HELD_OUT,
+    params:
+        k=config["metrics"]["k"],
+        preprocessing=config["metrics"]["preprocessing"],
+        bootstrap=max(config["metrics"]["bootstrap"], 20),
+        seed=config["seed"],
+        reference=HELD_OUT_REFERENCE,
+    log:
+        f"{LOGS}/ladder/held_out.log",
+    conda:
+        "../envs/study.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "{RUN} {DRIVER_PYTHON} -m matteralign held-out --embeddings {input.embeddings:q}"
+        " --rungs {input.rungs:q} --sets {input.sets:q} --reference {params.reference}"
+        " --k {params.k} --preprocessing {params.preprocessing}"
+        " --bootstrap {params.bootstrap} --seed {params.seed} --out {output:q} --force"
+        " > {log:q} 2>&1"
+
+
+rule plot_held_out:
+    input:
+        LADDER_HELD_OUT,
+    output:
+        report(
+            LADDER_HELD_OUT_FIGURE,
+            caption="../report/held_out.rst",
+            category="Ladder",
+            labels={"figure": "held-in vs held-out chemistry"},
+        ),
+    log:
+        f"{LOGS}/ladder/held_out_figure.log",
+    conda:
+        "../envs/study.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "{RUN} {DRIVER_PYTHON} -m matteralign plot-held-out --held-out {input:q}"
+        " --out {output:q} --force > {log:q} 2>&1"
+
+
 def ladder_targets():
     """The ladder's files, when it is enabled (the answers page reads them too)."""
     if not LADDER_RUNGS:
         return []
-    return [LADDER_SUMMARY] + ([LADDER_FIGURE] if "cknna" in METRICS else [])
+    return ([LADDER_SUMMARY] + ([LADDER_FIGURE] if "cknna" in METRICS else [])
+            + ([LADDER_HELD_OUT, LADDER_HELD_OUT_FIGURE] if HELD_OUT_READY else []))

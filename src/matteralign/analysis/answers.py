@@ -128,6 +128,13 @@ def study_answers(results: str | os.PathLike[str], config: Mapping[str, Any]) ->
                 d.ladder = read_ladder(path)
             elif d.name == DATASET:
                 missing.append("ladder/ladder.h5")
+        held_out = Path(results) / "ladder" / "held_out.h5"
+        if held_out.is_file():
+            from matteralign.analysis.held_out import read_held_out
+
+            for d in data:
+                if d.name == DATASET:
+                    d.held_out = read_held_out(held_out)
     for d in data:
         d.map_figures = [figure_path(d.name, f"maps_{p}")
                          for p in (config.get("analysis") or {}).get("map_properties", {})

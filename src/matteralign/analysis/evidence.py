@@ -125,6 +125,8 @@ class DatasetResults:
     map_figures: list[str] = field(default_factory=list)
     #: the trained ladder (analysis.ladder.Ladder) on the dataset it trains on, else None
     ladder: Any = None
+    #: the ladder's held-out design (analysis.held_out.HeldOut), else None
+    held_out: Any = None
 
     @property
     def first_metric(self) -> MetricFile | None:

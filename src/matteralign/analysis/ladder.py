@@ -33,10 +33,15 @@ class Ladder:
         return float(self.numbers[key][self.names.index(name)])
 
     def accuracy_ladder(self) -> list[str]:
-        """The rungs of the ladder's seed (the most common seed), by training-set size."""
+        """The rungs of the ladder's seed (the most common seed) trained on all of the
+        chemistry, by training-set size."""
+        from matteralign.training.ladder import parse_rung_name
+
+        full = [not parse_rung_name(n).excluded for n in self.names]  # type: ignore[union-attr]
         seeds = self.numbers["seed"].astype(int)
-        seed = int(np.bincount(seeds).argmax())
-        rows = [i for i in np.argsort(self.numbers["size"], kind="stable") if seeds[i] == seed]
+        seed = int(np.bincount(seeds[full]).argmax())
+        rows = [i for i in np.argsort(self.numbers["size"], kind="stable")
+                if seeds[i] == seed and full[i]]
         return [self.names[i] for i in rows]
 
 

@@ -43,7 +43,8 @@ def size_ceilings(metric: MetricFile, ladder: Ladder) -> dict[int, Ceiling]:
     :func:`~matteralign.analysis.evidence.group_ceiling`), for sizes with two or more."""
     sizes: dict[int, list[str]] = {}
     for name in ladder.names:
-        sizes.setdefault(int(ladder.value(name, "size")), []).append(name)
+        if not parse_rung_name(name).excluded:  # type: ignore[union-attr]
+            sizes.setdefault(int(ladder.value(name, "size")), []).append(name)
     out = {}
     for size, names in sorted(sizes.items()):
         ceiling = group_ceiling(metric, f"ani-qm9-n{size}", names)

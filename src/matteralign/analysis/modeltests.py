@@ -142,3 +142,28 @@ def describe(test: ModelTest, what: str) -> str:
     return (f"{what} = {test.statistic:.3g} over {test.n_units} families ({test.n_models} "
             f"models: {', '.join(test.units)}), {kind} p = {test.p_value:.3g} (smallest "
             f"attainable {test.min_p:.3g})")
+
+
+def paired_difference_test(differences: Mapping[str, float], seed: int = 0) -> ModelTest:
+    """The mean of per-pair differences (one per independently trained pair of models), with
+    the exact two-sided sign-flip p-value: under the null each difference is as likely
+    negative as positive, so every one of the 2^n sign patterns is equally likely; p = the
+    share with |mean| ≥ |observed mean|, floor 2/2^n."""
+    names = tuple(sorted(u for u, v in differences.items() if np.isfinite(v)))
+    values = np.array([differences[u] for u in names], dtype=np.float64)
+    n = len(values)
+    if n < 1:
+        return ModelTest(math.nan, math.nan, math.nan, 0, 0, True, names)
+    observed = float(values.mean())
+    exact = 2**n <= MAX_EXACT
+    if exact:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(RANDOM_RELABELLINGS, n))
+    null = signs @ values / n
+    hits = np.sum(np.abs(null) >= abs(observed) - 1e-12)
+    if exact:
+        p, min_p = float(hits / len(null)), 2.0 / len(null)
+    else:
+        p, min_p = (1.0 + hits) / (1.0 + len(null)), 1.0 / (1.0 + len(null))
+    return ModelTest(observed, float(p), min_p, n, 2 * n, exact, names)

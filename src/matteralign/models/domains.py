@@ -116,7 +116,9 @@ def _rung_domain(model: str) -> TrainingDomain:
     rung = parse_rung_name(model)
     if rung is None:
         raise KeyError(model)
-    return _d(["molecules"], f"QM9, {rung.size} H/C/N/O molecules (trained by this study, "
+    chemistry = f"H/C/N/O molecules without {rung.excluded}" if rung.excluded else \
+        "H/C/N/O molecules"
+    return _d(["molecules"], f"QM9, {rung.size} {chemistry} (trained by this study, "
                              f"seed {rung.seed})")
 
 
@@ -169,8 +171,7 @@ def seed_groups(models: Iterable[str]) -> dict[str, tuple[str, ...]]:
     for model in models:
         rung = parse_rung_name(model)
         if rung is not None:
-            key = f"ani-qm9-n{rung.size}"
-            groups[key] = (*groups.get(key, ()), model)
+            groups[rung.group] = (*groups.get(rung.group, ()), model)
     return {group: members for group, members in groups.items() if len(members) > 1}
 
 
@@ -180,6 +181,6 @@ def seed_group(model: str) -> str | None:
 
     rung = parse_rung_name(model)
     if rung is not None:
-        return f"ani-qm9-n{rung.size}"
+        return rung.group
     return next((group for group, members in SEED_REPLICATES.items() if model in members),
                 None)

@@ -41,6 +41,8 @@ from matteralign.training.ani_input import (
 
 METRICS_FILE = "training.json"
 CURVE_FILE = "learning_curve.tsv"
+#: every test molecule's absolute energy error (the held-out design splits the test MAE)
+TEST_ERRORS_FILE = "test_errors.tsv"
 
 
 def shipped_constants() -> Path:
@@ -151,25 +153,46 @@ def predict(model: Any, molecules: Sequence[Mapping[str, Any]], sae: Mapping[str
 
 
 def score(model: Any, sets: Mapping[str, Sequence[Mapping[str, Any]]],
-          sae: Mapping[str, float]) -> dict[str, Any]:
-    """MAE (eV; total and per atom) of ``model`` on each set."""
+          sae: Mapping[str, float]) -> tuple[dict[str, Any], np.ndarray]:
+    """MAE (eV; total and per atom) of ``model`` on each set, and every test molecule's
+    absolute error (eV)."""
     record: dict[str, Any] = {"n": {}, "mae_ev": {}, "mae_ev_per_atom": {}}
+    errors: dict[str, np.ndarray] = {}
     for label, molecules in sets.items():
         truth = np.array([m["energies"] for m in molecules])
         atoms = np.array([len(m["species"]) for m in molecules])
         error = np.abs(predict(model, molecules, sae) - truth) * HARTREE_EV
+        errors[label] = error
         record["n"][label] = len(molecules)
         record["mae_ev"][label] = float(error.mean())
         record["mae_ev_per_atom"][label] = float((error / atoms).mean())
-    return record
+    return record, errors["test"]
+
+
+def write_test_errors(path: Path, molecules: Sequence[Mapping[str, Any]],
+                      errors: np.ndarray) -> None:
+    lines = ["id\tatoms\telements\tabs_error_ev"]
+    lines += [f"{m['id']}\t{len(m['species'])}\t{''.join(sorted(set(m['species'])))}\t{e:.8f}"
+              for m, e in zip(molecules, errors, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_test_errors(folder: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """A rung's test errors: ``ids``, ``atoms``, ``elements`` and ``abs_error_ev``."""
+    rows = [line.split("\t") for line in
+            (Path(folder) / TEST_ERRORS_FILE).read_text().splitlines()[1:]]
+    return {"ids": np.array([r[0] for r in rows]), "atoms": np.array([int(r[1]) for r in rows]),
+            "elements": np.array([r[2] for r in rows]),
+            "abs_error_ev": np.array([float(r[3]) for r in rows])}
 
 
 def train_rung(name: str, size: int, seed: int, sets_path: str | os.PathLike[str],
                out: str | os.PathLike[str], training: Mapping[str, Any],
                hidden: Mapping[str, Sequence[int]], threads: int = 1,
-               device: str = "cpu") -> dict[str, Any]:
+               device: str = "cpu", excluded: str = "") -> dict[str, Any]:
     """Train the rung into ``out`` (checkpoint, inputs, learning curve, ``training.json``
-    with the test MAE and provenance) on ``device``; returns the record."""
+    with the test MAE and provenance, every test molecule's error) on ``device``; returns
+    the record. ``excluded``: train (and validate) on molecules without that element."""
     import torch
     import torchani
     from torchani.neurochem import Trainer
@@ -180,7 +203,7 @@ def train_rung(name: str, size: int, seed: int, sets_path: str | os.PathLike[str
 
     torch.set_num_threads(threads)
     torch_compat()
-    sets = read_sets(sets_path, n_train=size)
+    sets = read_sets(sets_path, n_train=size, excluded=excluded)
     final = Path(out)
     tmp = final.parent / f".{final.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -226,14 +249,16 @@ def train_rung(name: str, size: int, seed: int, sets_path: str | os.PathLike[str
         trainer.nn.load_state_dict(torch.load(tmp / CHECKPOINT, map_location=where,
                                               weights_only=True))
         model = Sequential(trainer.aev_computer, trainer.nn).cpu()
-        record = score(model, sets, sae)
+        record, test_errors = score(model, sets, sae)
+        write_test_errors(tmp / TEST_ERRORS_FILE, sets["test"], test_errors)
         best = int(np.argmin([c[1] for c in curve]))
         if best == 0:  # the checkpoint kept would be the untrained initial network
             raise ValueError(f"{name}: no epoch improved on the initial network's validation "
                              f"RMSE ({curve[0][1]:.3g} kcal/mol); raise ladder.training.steps "
                              "or ladder.training.learning_rate")
         record.update({
-            "name": name, "size": size, "seed": seed, "test_mae_ev": record["mae_ev"]["test"],
+            "name": name, "size": size, "seed": seed, "excluded_element": excluded,
+            "test_mae_ev": record["mae_ev"]["test"],
             "test_mae_ev_per_atom": record["mae_ev_per_atom"]["test"],
             "epochs": len(curve) - 1, "best_epoch": best, "train_seconds": seconds,
             "validation_rmse_kcal_mol_best": curve[best][1], "aev_cache_hits": memo.hits,
