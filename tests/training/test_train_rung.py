@@ -27,11 +27,13 @@ def rungs(family_env, tmp_path_factory):
     study = [r.id for r in QM9().load(50, seed=0)]
     ladder = validate_schema({"datasets": {"qm9": {"n": 50}}, "models": {"composition": {}},
                               "ladder": {"enabled": True, "sizes": [60], "test": 50,
-                                         "validation": 50, "replicate_sizes": [60]}})["ladder"]
+                                         "validation": 50, "replicate_sizes": [60],
+                                         "held_out": {"element": "N", "sizes": [60]}}}
+                             )["ladder"]
     write_sets(ladder, study, work / "sets.h5")
     spec = json.dumps({"training": TRAINING, "hidden": ANI1X_HIDDEN})
     folders = {"a": work / "ani-qm9-n60-s0", "b": work / "again" / "ani-qm9-n60-s0",
-               "seed1": work / "ani-qm9-n60-s1"}
+               "seed1": work / "ani-qm9-n60-s1", "noN": work / "ani-qm9-noN-n60-s0"}
     code = (
         "import json, sys\n"
         "from matteralign.cli import main\n"
@@ -64,6 +66,25 @@ def test_record_curve_and_checkpoint(rungs):
                  "rHCNO-5.2R_16-3.5A_a4-8.params"):
         assert (folders["a"] / name).is_file()
     assert not list(folders["a"].parent.glob(".*tmp*"))  # written under a temporary name
+
+
+def test_a_rung_without_nitrogen_never_sees_it_and_scores_every_test_molecule(rungs):
+    from matteralign.training.ani_train import read_test_errors
+    from matteralign.training.qm9_sets import read_sets
+
+    _, work, folders = rungs
+    rec = record(folders["noN"])
+    assert rec["excluded_element"] == "N" and record(folders["a"])["excluded_element"] == ""
+    sets = read_sets(work / "sets.h5", n_train=60, excluded="N")
+    assert rec["train_ids_first_last"] == [sets["train"][0]["id"], sets["train"][-1]["id"]]
+    assert rec["n"]["validation"] == len(sets["validation"]) < 50  # its N-free part
+    assert rec["n"]["test"] == 50  # held-in and held-out molecules both
+    for name in ("noN", "a"):
+        errors = read_test_errors(folders[name])
+        assert list(errors["ids"]) == [m["id"] for m in sets["test"]]
+        assert errors["abs_error_ev"].mean() == pytest.approx(
+            record(folders[name])["test_mae_ev"], rel=1e-6)
+        assert {"N" in e for e in errors["elements"]} == {True, False}
 
 
 def test_training_is_reproducible_from_its_seed(rungs):

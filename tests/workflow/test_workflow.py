@@ -23,12 +23,16 @@ pytestmark = pytest.mark.slow
 
 MODELS = ["chgnet-0.3.0", "sevennet-0", "minilm-l6-v2", "morgan-fp", "composition"]
 FAMILIES = {"chgnet-0.3.0": "chgnet", "sevennet-0": "sevenn", "minilm-l6-v2": "text",
-            "morgan-fp": "baseline", "composition": "baseline"}
-#: the trained ladder, tiny: two sizes, a second seed at one (its rungs join QM9's models)
+            "morgan-fp": "baseline", "composition": "baseline", "ani-1x": "ani"}
+#: the trained ladder, tiny: two sizes, a second seed at one, and the two rungs of size 50
+#: again without nitrogen, read against ANI-1x (its rungs join QM9's models)
 LADDER = {"enabled": True, "sizes": [50, 60], "replicate_sizes": [50], "replicate_seeds": [1],
+          "held_out": {"element": "N", "sizes": [50]},
           "validation": 50, "test": 50, "training": {"steps": 48, "batch_size": 16}}
-RUNGS = ["ani-qm9-n50-s0", "ani-qm9-n60-s0", "ani-qm9-n50-s1"]
-GRID = {"qm9": MODELS + RUNGS, "coremof": [m for m in MODELS if m != "morgan-fp"]}
+RUNGS = ["ani-qm9-n50-s0", "ani-qm9-n60-s0", "ani-qm9-n50-s1", "ani-qm9-noN-n50-s0",
+         "ani-qm9-noN-n50-s1"]
+GRID = {"qm9": MODELS + ["ani-1x"] + RUNGS,
+        "coremof": [m for m in MODELS if m != "morgan-fp"]}
 METRICS = ["cknna", "mutual_knn", "cka", "dcor", "information_imbalance", "intrinsic_dim",
            "gfre", "lfre"]
 #: the analysis files of every dataset, and its figures besides the metric heatmaps
@@ -81,6 +85,7 @@ def study(tmp_path_factory):
     # options and a weights pin travel from the config entry to the job
     config["models"]["chgnet-0.3.0"] = {"options": {"max_atoms": 50}}
     config["models"]["sevennet-0"] = {"sha256": sevennet_sha256()}
+    config["models"]["ani-1x"] = {"datasets": ["qm9"]}  # the held-out design's reference
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     proc = snakemake(path)
@@ -137,6 +142,13 @@ def test_every_target_exists(study):
         assert not (results / "qm9" / "atoms" / f"{rung}.h5").exists()
     assert (results / "ladder" / "ladder.h5").exists()
     assert (results / "qm9" / "figures" / "ladder.png").read_bytes()[:4] == b"\x89PNG"
+    assert (results / "qm9" / "figures" / "held_out.png").read_bytes()[:4] == b"\x89PNG"
+    from matteralign.analysis.held_out import read_held_out
+
+    held = read_held_out(results / "ladder" / "held_out.h5")
+    assert held.pairs == [("ani-qm9-noN-n50-s0", "ani-qm9-n50-s0"),
+                          ("ani-qm9-noN-n50-s1", "ani-qm9-n50-s1")]
+    assert held.reference == "ani-1x" and held.n_per_subset >= 7
     assert not (results / "coremof" / "embeddings" / "morgan-fp.h5").exists()
 
 
@@ -151,8 +163,13 @@ def test_answers_cover_every_claim(study):
     # QM9: 3D potentials and a text model with a permutation null: the claim is testable
     qm9 = next(t for t in claims["cross_modality"]["tests"] if t["label"] == "qm9")
     assert qm9["verdict"] != UNTESTABLE, qm9["reason"]
-    # (chgnet, sevennet and the three rungs) × minilm
-    assert "chance" in " ".join(qm9["measured"]) and qm9["numbers"]["trained"]["n_pairs"] == 5
+    # (chgnet, sevennet, ani-1x and the five rungs) × minilm
+    assert "chance" in " ".join(qm9["measured"]) and qm9["numbers"]["trained"]["n_pairs"] == 8
+    # claim 4 under control: two pairs of twins cannot reach the level (or the tiny rungs
+    # fail the design check), and it says which
+    held = [t for t in claims["regimes"]["tests"] if t["label"].startswith("qm9: held-out")]
+    assert held and {t["verdict"] for t in held} == {UNTESTABLE}, held
+    assert any(w in held[0]["reason"] for w in ("6 pairs", "not out of distribution"))
     # CoRE MOF has no reference energies: convergence cannot be tested there, and says why
     ladder = next(t for t in claims["convergence"]["tests"]
                   if t["label"] == "qm9: trained ladder → its most accurate rung")
@@ -212,7 +229,7 @@ def test_atom_level_files_match_the_pooled_study(study):
     from matteralign.io import read_atom_embeddings, read_embeddings, read_metric
 
     _, results = study
-    for model in ("chgnet-0.3.0", "sevennet-0"):
+    for model in ("ani-1x", "chgnet-0.3.0", "sevennet-0"):
         pooled = read_embeddings(results / "qm9" / "embeddings" / f"{model}.h5")
         atoms = read_atom_embeddings(results / "qm9" / "atoms" / f"{model}.h5")
         assert 0 < len(atoms.structure_ids) <= 600
@@ -221,7 +238,7 @@ def test_atom_level_files_match_the_pooled_study(study):
             np.testing.assert_array_equal(
                 atoms.embeddings[rows].mean(axis=0).astype(np.float32), pooled.embeddings[i])
     cknna = read_metric(results / "qm9" / "atoms" / "cknna.h5")
-    assert cknna.models == ["chgnet-0.3.0", "sevennet-0"]
+    assert sorted(cknna.models) == ["ani-1x", "chgnet-0.3.0", "sevennet-0"]
     np.testing.assert_allclose(np.diag(cknna.matrix), 1.0, atol=1e-9)
     assert cknna.attrs["level"] == "atoms" and cknna.attrs["n_atoms"] > cknna.attrs["n_structures"]
     assert "ci_low" in cknna.extra and "above_chance" in cknna.extra
