@@ -110,3 +110,21 @@ def test_noise_ceiling_is_the_mean_over_seed_pairs(study):
     growth = best.numbers["ceiling_growth"]
     assert growth["sizes"] == [200, 3200]
     assert growth["value"] == pytest.approx(ceilings[3200].value - ceilings[200].value)
+
+
+def test_shared_initialisation_is_same_seed_minus_other_seed_pairs(study):
+    from matteralign.analysis.ladder_claims import shared_initialisation
+
+    metric, ladder = study
+    found = shared_initialisation(metric, ladder)
+    assert found["sizes"] == [200, 3200] and (found["n_same"], found["n_other"]) == (3, 6)
+    small = [f"ani-qm9-n200-s{k}" for k in range(3)]
+    large = [f"ani-qm9-n3200-s{k}" for k in range(3)]
+    same = np.mean([pair_value(metric, a, b).raw for a, b in zip(small, large, strict=True)])
+    other = np.mean([pair_value(metric, small[i], large[j]).raw
+                     for i in range(3) for j in range(3) if i != j])
+    assert found["value"] == pytest.approx(same - other, abs=1e-12)
+    # the synthetic rungs share no initialisation: the effect's interval holds 0
+    assert found["ci"][0] <= 0 <= found["ci"][1]
+    best = ladder_tests("qm9", metric, ladder)[0]
+    assert best.numbers["shared_initialisation"]["value"] == found["value"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from matteralign.analysis.evidence import (
     AGREES,
     ALPHA,
@@ -22,6 +24,7 @@ from matteralign.analysis.evidence import (
     figure_path,
     group_ceiling,
     num,
+    pair_replicates,
     pair_value,
 )
 from matteralign.analysis.ladder import Ladder
@@ -51,6 +54,39 @@ def size_ceilings(metric: MetricFile, ladder: Ladder) -> dict[int, Ceiling]:
         if ceiling is not None:
             out[size] = ceiling
     return out
+
+
+def shared_initialisation(metric: MetricFile, ladder: Ladder) -> dict[str, Any] | None:
+    """How much of the accuracy ladder's alignment is its common initialisation: between the
+    smallest and largest replicated sizes, mean CKNNA of rung pairs with the same seed minus
+    that of pairs with different seeds (different data either way), with its paired
+    half-sample interval; None without two replicated sizes."""
+    by_size: dict[int, dict[int, str]] = {}
+    for name in ladder.names:
+        rung = parse_rung_name(name)
+        if rung is not None and not rung.excluded and name in metric.models:
+            by_size.setdefault(rung.size, {})[rung.seed] = name
+    sizes = sorted(size for size, seeds in by_size.items() if len(seeds) >= 2)
+    if len(sizes) < 2:
+        return None
+    small, large = by_size[sizes[0]], by_size[sizes[-1]]
+    same = [(small[s], large[s]) for s in small if s in large]
+    other = [(small[a], large[b]) for a in small for b in large if a != b]
+    if not same or not other:
+        return None
+
+    def mean(pairs: list[tuple[str, str]]) -> tuple[float, np.ndarray | None]:
+        value = float(np.mean([pair_value(metric, a, b).raw for a, b in pairs]))
+        reps = [pair_replicates(metric, a, b) for a, b in pairs]
+        stacked = np.mean(np.stack(reps), axis=0) if all(r is not None for r in reps) else None
+        return value, stacked
+
+    (v_same, r_same), (v_other, r_other) = mean(same), mean(other)
+    diff = v_same - v_other
+    low, high = (paired_interval(diff, r_same - r_other) if r_same is not None
+                 and r_other is not None else (float("nan"), float("nan")))
+    return {"sizes": [sizes[0], sizes[-1]], "same_seed": v_same, "other_seed": v_other,
+            "n_same": len(same), "n_other": len(other), "value": diff, "ci": [low, high]}
 
 
 def _verdict(rho: float, p: float) -> str:
@@ -84,6 +120,15 @@ def ladder_tests(dataset: str, metric: MetricFile | None, ladder: Ladder | None)
         "noise_ceiling": {str(s): {"models": list(c.members), "pairs": c.pairs,
                                    "value": c.value, "ci": [c.low, c.high]}
                           for s, c in ceilings.items()}}
+    shared = shared_initialisation(metric, ladder)
+    if shared is not None:
+        lines.append(f"common initialisation: CKNNA between {shared['sizes'][0]}- and "
+                     f"{shared['sizes'][1]}-molecule rungs of the same seed "
+                     f"{num(shared['same_seed'])} ({shared['n_same']} pairs) minus of different "
+                     f"seeds {num(shared['other_seed'])} ({shared['n_other']}) = "
+                     f"{num(shared['value'])} [{num(shared['ci'][0])}, {num(shared['ci'][1])}] "
+                     "(what a shared seed adds to the accuracy ladder's alignment)")
+        numbers["shared_initialisation"] = shared
     growing = [s for s, c in ceilings.items() if c.replicates is not None]
     if len(growing) >= 2:
         small, large = ceilings[growing[0]], ceilings[growing[-1]]
