@@ -79,6 +79,11 @@ def test_a_rung_without_nitrogen_never_sees_it_and_scores_every_test_molecule(ru
     assert rec["train_ids_first_last"] == [sets["train"][0]["id"], sets["train"][-1]["id"]]
     assert rec["n"]["validation"] == len(sets["validation"]) < 50  # its N-free part
     assert rec["n"]["test"] == 50  # held-in and held-out molecules both
+    from matteralign.datasets.qm9 import ATOM_U0_HARTREE
+
+    # no molecule to fit N's self energy on: QM9's free-atom value, the others fitted
+    assert rec["self_energies_hartree"]["N"] == ATOM_U0_HARTREE["N"]
+    assert rec["self_energies_hartree"]["C"] != ATOM_U0_HARTREE["C"]
     for name in ("noN", "a"):
         errors = read_test_errors(folders[name])
         assert list(errors["ids"]) == [m["id"] for m in sets["test"]]

@@ -86,19 +86,27 @@ def as_iterable(molecules: Sequence[Mapping[str, Any]]) -> Any:
     return TransformableIterable(IterableAdapterWithLength(factory, len(molecules)))
 
 
-def fit_self_energies(molecules: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def fit_self_energies(molecules: Sequence[Mapping[str, Any]], excluded: str = ""
+                      ) -> dict[str, float]:
     """Per-element energies (Hartree) by torchani's least-squares fit on the training set
     (``subtract_self_energies`` with an unfitted ``EnergyShifter``): the networks learn the
-    rest."""
+    rest. The ``excluded`` element, which no training molecule has, gets QM9's free-atom U0
+    (a physical constant, not a fit to molecules the rung must not see)."""
     import torchani
 
+    from matteralign.datasets.qm9 import ATOM_U0_HARTREE
+
     present = {s for mol in molecules for s in mol["species"]}
-    if not present >= set(SPECIES):
-        raise ValueError(f"no training molecule has {sorted(set(SPECIES) - present)}: the "
+    wanted = [s for s in SPECIES if s != excluded]
+    if excluded and excluded in present:
+        raise ValueError(f"a training molecule has the excluded element {excluded}")
+    if not present >= set(wanted):
+        raise ValueError(f"no training molecule has {sorted(set(wanted) - present)}: the "
                          "training set is too small to fit every element's energy")
     shifter = torchani.utils.EnergyShifter(None)
-    as_iterable(molecules).subtract_self_energies(shifter, SPECIES)
-    return dict(zip(SPECIES, map(float, shifter.self_energies.tolist()), strict=True))
+    as_iterable(molecules).subtract_self_energies(shifter, wanted)
+    fitted = dict(zip(wanted, map(float, shifter.self_energies.tolist()), strict=True))
+    return {s: fitted[s] if s in fitted else ATOM_U0_HARTREE[s] for s in SPECIES}
 
 
 def memo_aev(computer: Any) -> Any:
@@ -210,7 +218,7 @@ def train_rung(name: str, size: int, seed: int, sets_path: str | os.PathLike[str
     tmp.mkdir(parents=True)
     try:
         shutil.copyfile(shipped_constants(), tmp / AEV_CONSTANTS)
-        sae = fit_self_energies(sets["train"])
+        sae = fit_self_energies(sets["train"], excluded)
         write_sae(tmp / SAE_FILE, sae)
         ipt = write_input(tmp, trainer_input(training, hidden, size))
         seed_everything(seed)
