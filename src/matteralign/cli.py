@@ -382,20 +382,36 @@ def cmd_tree(args: argparse.Namespace) -> int:
     from matteralign.models.domains import control_of
     from matteralign.plots.study import plot_tree
 
-    _require_files(args.metric_file)
+    files = [args.metric_file] + ([args.neighbourhood_file] if args.neighbourhood_file else [])
+    _require_files(*files)
     refuse_existing(_outputs(args, "out"), args.force)
     metric = read_metric(args.metric_file)
     if metric.matrix is None or metric.attrs.get("higher_is_aligned") is not True:
         raise InputError(f"{args.metric_file}: the tree needs a similarity matrix (cknna.h5, "
                          f"cka.h5, ...), not {metric.metric!r}")
-    tree = model_tree(metric.models, metric.matrix)
+    trees = [(model_tree(metric.models, metric.matrix, metric.extra.get("replicates")),
+              f"{metric.metric} (k={metric.attrs.get('k', '?')})")]
+    if args.neighbourhood_file:
+        knn = read_metric(args.neighbourhood_file)
+        if knn.metric != "mutual_knn" or knn.models != metric.models:
+            raise InputError(f"{args.neighbourhood_file}: the neighbourhood tree needs the "
+                             f"same dataset's mutual_knn.h5 (got {knn.metric!r} over "
+                             f"{len(knn.models)} models)")
+        trees.append((model_tree(knn.models, knn.matrix, knn.extra.get("replicates"),
+                                 neighbourhood=True),
+                      f"√JSD of kNN neighbourhoods (k={knn.attrs.get('k', '?')})"))
     flags = attr_flags(metric.attrs.get("random_init"), len(metric.models))
     controls = [control_of(m, r) for m, r in zip(metric.models, flags, strict=True)]
     modalities = list(metric.attrs.get("modalities", [""] * len(metric.models)))
-    plot_tree(tree, args.out, modalities, controls,
-              title=f"Models by {metric.metric} on {metric.attrs.get('dataset', '?')} "
-                    f"(k={metric.attrs.get('k', '?')}, N={metric.attrs.get('n_used', '?')})")
-    print(f"tree of {len(metric.models)} models -> {args.out}")
+    plot_tree(trees, args.out, modalities, controls,
+              title=f"Models on {metric.attrs.get('dataset', '?')} "
+                    f"(N={metric.attrs.get('n_used', '?')})")
+    for tree, panel in trees:
+        weak = [", ".join(sorted(c)) for c, s in zip(tree.clades(), tree.support, strict=True)
+                if s < 0.5]
+        print(f"{panel}: tree of {len(tree.models)} models; clades in < 50% of half-sample "
+              f"trees: {'; '.join(weak) if tree.support else 'n/a (no replicates)'}")
+    print(f"-> {args.out}")
     return 0
 
 
@@ -833,6 +849,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tree", help="dendrogram of models from alignment distances")
     p.add_argument("--metric-file", required=True, help="a similarity metric file (cknna.h5)")
+    p.add_argument("--neighbourhood-file", default=None,
+                   help="the dataset's mutual_knn.h5: a second panel, the √JSD tree of the "
+                        "models' kNN neighbourhoods")
     p.add_argument("--out", required=True)
     _add_force(p)
     p.set_defaults(func=cmd_tree)

@@ -71,6 +71,49 @@ def test_alignment_distance_closed_form_and_triangle_inequality_for_cka() -> Non
         alignment_distance(np.ones((2, 3)))
 
 
+def test_neighbourhood_distance_is_the_root_mean_jsd_of_knn_distributions() -> None:
+    from scipy.spatial.distance import jensenshannon
+    from sklearn.neighbors import NearestNeighbors
+
+    from matteralign.analysis.tree import neighbourhood_distance
+
+    rng = np.random.default_rng(4)
+    n, k = 80, 6
+    base = rng.normal(size=(n, 5))
+    xs = [base + s * rng.normal(size=(n, 5)) for s in (0.1, 0.5, 2.0)]
+    # unit rows, as the study's (l2): inner-product neighbours are then Euclidean ones
+    xs = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in xs]
+    sets = [NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)[1][:, 1:] for x in xs]
+    found = pairwise({f"m{i}": x for i, x in enumerate(xs)}, metrics=["mutual_knn"], k=k)
+    distance, _ = neighbourhood_distance(found["mutual_knn"][0])
+    for i in range(3):
+        for j in range(3):
+            jsd = []
+            for row in range(n):
+                p, q = np.zeros(n), np.zeros(n)
+                p[sets[i][row]], q[sets[j][row]] = 1.0 / k, 1.0 / k
+                jsd.append(jensenshannon(p, q, base=2) ** 2)
+            assert distance[i, j] == pytest.approx(np.sqrt(np.mean(jsd)), abs=1e-7)
+
+
+def test_clade_support_counts_replicate_trees_with_the_same_leaves() -> None:
+    from matteralign.analysis.tree import clade_leaves
+
+    names = ["a1", "a2", "b1", "b2"]
+    planted = np.array([[1, .9, .1, .1], [.9, 1, .1, .1], [.1, .1, 1, .8], [.1, .1, .8, 1.]])
+    tree = model_tree(names, planted, np.stack([planted] * 4))
+    assert tree.support == [1.0, 1.0, 1.0]
+    assert set(tree.clades()) == {frozenset({"a1", "a2"}), frozenset({"b1", "b2"}),
+                                  frozenset(names)}
+    # half of the replicates pair a1 with b1 instead
+    swapped = planted[[0, 2, 1, 3]][:, [0, 2, 1, 3]]
+    mixed = model_tree(names, planted, np.stack([planted, planted, swapped, swapped]))
+    support = dict(zip(mixed.clades(), mixed.support, strict=True))
+    assert support[frozenset({"a1", "a2"})] == 0.5 and support[frozenset(names)] == 1.0
+    assert model_tree(names, planted).support == []
+    assert [sorted(c) for c in clade_leaves(tree.linkage)][-1] == [0, 1, 2, 3]
+
+
 def test_maps_and_tree_figures(aligned_study, tmp_path, capsys) -> None:
     embeddings = sorted(str(p) for p in (aligned_study / "embeddings").glob("*.h5"))
     maps = model_maps(aligned_study / "structures.h5", embeddings, "energy")
@@ -89,6 +132,22 @@ def test_maps_and_tree_figures(aligned_study, tmp_path, capsys) -> None:
     assert main(["tree", "--metric-file", str(aligned_study / "cknna.h5"), "--out",
                  str(tmp_path / "tree.png")]) == 0
     assert (tmp_path / "tree.png").stat().st_size > 10_000
+    from matteralign.analysis.align import align_dataset
+    from matteralign.io import read_metric
+
+    models = read_metric(aligned_study / "cknna.h5").models
+    align_dataset([aligned_study / "embeddings" / f"{m}.h5" for m in models],
+                  {"mutual_knn": tmp_path / "mutual_knn.h5"}, k=8, bootstrap=4)
+    capsys.readouterr()
+    assert main(["tree", "--metric-file", str(aligned_study / "cknna.h5"),
+                 "--neighbourhood-file", str(tmp_path / "mutual_knn.h5"),
+                 "--out", str(tmp_path / "tree2.png")]) == 0
+    out = capsys.readouterr().out
+    assert "√JSD of kNN neighbourhoods" in out and "half-sample trees" in out
+    assert main(["tree", "--metric-file", str(aligned_study / "cknna.h5"),
+                 "--neighbourhood-file", str(aligned_study / "cknna.h5"),
+                 "--out", str(tmp_path / "t3.png")]) == 2
+    assert "mutual_knn.h5" in capsys.readouterr().err
     assert main(["tree", "--metric-file", str(aligned_study / "intrinsic_dim.h5"), "--out",
                  str(tmp_path / "t.png")]) == 2
     assert "similarity matrix" in capsys.readouterr().err

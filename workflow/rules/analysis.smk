@@ -282,7 +282,10 @@ rule maps:
 
 rule tree:
     input:
-        pattern(METRIC_FILE, metric="cknna"),
+        unpack(lambda wc: {"cknna": pattern(METRIC_FILE, dataset=wc.dataset, metric="cknna"),
+                           **({"knn": pattern(METRIC_FILE, dataset=wc.dataset,
+                                              metric="mutual_knn")}
+                              if "mutual_knn" in METRICS else {})}),
     output:
         report(
             pattern(FIGURE, name="tree"),
@@ -291,6 +294,9 @@ rule tree:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "model tree"},
         ),
+    params:
+        knn=lambda wc, input: (f"--neighbourhood-file {shlex.quote(input.knn)}"
+                               if "knn" in input.keys() else ""),
     log:
         f"{LOGS}/analysis/{{dataset}}/tree.log",
     benchmark:
@@ -302,8 +308,8 @@ rule tree:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{RUN} {DRIVER_PYTHON} -m matteralign tree --metric-file {input:q} --out {output:q}"
-        " > {log:q} 2>&1"
+        "{RUN} {DRIVER_PYTHON} -m matteralign tree --metric-file {input.cknna:q}"
+        " {params.knn} --out {output:q} > {log:q} 2>&1"
 
 
 rule answers:

@@ -356,17 +356,23 @@ def plot_maps(maps: Sequence[Any], property_name: str, output: str | os.PathLike
 # ---------------------------------------------------------------------------------------------
 
 
-def plot_tree(tree: Any, output: str | os.PathLike[str], modalities: Sequence[str],
-              controls: Sequence[str], title: str = "") -> None:
-    """Dendrogram of the models; leaf labels coloured by modality, controls marked."""
-    from matplotlib.patches import Patch
+def _node_positions(tree: Any, leaves: Sequence[int]) -> list[float]:
+    """The dendrogram's coordinate of each linkage row (scipy puts leaf r at 5 + 10 r and
+    a link at the mean of its children's coordinates)."""
+    n = len(tree.models)
+    where = {leaf: 5.0 + 10.0 * rank for rank, leaf in enumerate(leaves)}
+    for row, (a, b) in enumerate(tree.linkage[:, :2].astype(int)):
+        where[n + row] = (where[a] + where[b]) / 2
+    return [where[n + row] for row in range(len(tree.linkage))]
+
+
+def _draw_tree(ax: Any, tree: Any, modalities: Sequence[str], controls: Sequence[str],
+               title: str) -> None:
     from scipy.cluster.hierarchy import dendrogram
 
     from matteralign.plots.alignment import MODALITY_COLOURS
 
-    plt = _pyplot()
     labels = [f"{m} ({c})" if c else m for m, c in zip(tree.models, controls, strict=True)]
-    fig, ax = plt.subplots(figsize=(8.0, max(3.0, 0.42 * len(labels) + 1.6)))
     info = dendrogram(tree.linkage, labels=labels, orientation="left", ax=ax,
                       color_threshold=0, above_threshold_color="0.3")
     colour_of = dict(zip(labels, modalities, strict=True))
@@ -376,17 +382,41 @@ def plot_tree(tree: Any, output: str | os.PathLike[str], modalities: Sequence[st
         tick.set_fontsize(9)
         if "(" in tick.get_text():
             tick.set_fontstyle("italic")
-    ax.set_xlabel("distance d = sqrt(1 − s), s = clip((C_ij + C_ji)/2, 0, 1); average linkage")
+    if tree.support:
+        joins = zip(tree.linkage[:, 2], _node_positions(tree, info["leaves"]), tree.support,
+                    strict=True)
+        for height, y, share in list(joins)[:-1]:  # the root holds every model: always 100%
+            ax.text(height, y, f"{share:.0%}", fontsize=6.5, ha="right", va="bottom",
+                    color="tab:red" if share < 0.5 else "0.25")
+    ax.set_xlabel(f"d = {tree.distance_name}; average linkage", fontsize=8)
     ax.set_xlim(left=max(1.0, float(np.max(tree.linkage[:, 2])) * 1.05) if len(info["leaves"])
                 else 1.0, right=0.0)
+    note = f"; {tree.n_missing} NaN pair(s) set to d = 1" if tree.n_missing else ""
+    support = ("\nat each join: share of half-sample trees with that clade"
+               if tree.support else "")
+    ax.set_title(title + note + support, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def plot_tree(trees: Sequence[tuple[Any, str]], output: str | os.PathLike[str],
+              modalities: Sequence[str], controls: Sequence[str], title: str = "") -> None:
+    """Dendrograms of the models (one panel per (tree, panel title)); leaf labels coloured by
+    modality, controls marked, each join labelled with its clade support."""
+    from matplotlib.patches import Patch
+
+    from matteralign.plots.alignment import MODALITY_COLOURS
+
+    plt = _pyplot()
+    n_models = len(trees[0][0].models)
+    fig, axes = plt.subplots(1, len(trees), squeeze=False,
+                             figsize=(8.0 * len(trees), max(3.0, 0.42 * n_models + 1.8)))
+    for ax, (tree, panel) in zip(axes[0], trees, strict=True):
+        _draw_tree(ax, tree, modalities, controls, panel)
     legend = [Patch(color=MODALITY_COLOURS.get(m, "#000000"), label=m or "unknown")
               for m in dict.fromkeys(modalities)]
-    ax.legend(handles=legend, title="modality (label colour)", fontsize=8,
-              loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(legend), 5),
-              frameon=False)
-    note = f"; {tree.n_missing} NaN pair(s) set to d = 1" if tree.n_missing else ""
-    ax.set_title((title or "Model tree") + f"\ncontrols in italics with their label{note}",
+    fig.legend(handles=legend, title="modality (label colour)", fontsize=8,
+               loc="lower center", ncol=min(len(legend), 5), frameon=False)
+    fig.suptitle((title or "Model tree") + "; controls in italics with their label",
                  fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    _save(fig, output, "dendrogram of models from CKNNA distances")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    _save(fig, output, "dendrograms of models from alignment distances")
