@@ -467,6 +467,29 @@ def test_calibration_global_gone_local_survives(results):
     assert tests["qm9: global"].verdict == DISAGREES
 
 
+def test_calibration_shows_raw_and_chance_against_width(results):
+    from scipy.stats import spearmanr
+
+    from matteralign.io import read_metric
+
+    cka = read_metric(results / "qm9" / "cka.h5")
+    widths = {m: 16 * (i + 1) for i, m in enumerate(cka.models)}
+    # a chance level that grows with the pair's widths, as Gröger et al. describe
+    null = np.array([[0.1 + 0.001 * (widths[a] + widths[b]) for b in cka.models]
+                     for a in cka.models])
+    np.fill_diagonal(null, np.nan)
+    cka.extra["null_mean"] = null
+    cka.attrs["dims"] = [widths[m] for m in cka.models]
+    write_metric(results / "qm9" / "cka.h5", cka)
+    test = {t.label: t for t in claim(study_answers(results, config()), "calibration").tests}[
+        "qm9: global"]
+    found = test.numbers["width"]["cka"]
+    models = sorted(found["width"])
+    rho = spearmanr([found["width"][m] for m in models], [found["chance"][m] for m in models])
+    assert found["rho_chance"] == pytest.approx(rho.statistic) and found["rho_chance"] > 0.9
+    assert any("ρ(embedding width" in line for line in test.measured)
+
+
 def test_crystals_have_no_cross_modality_test(results):
     answers = study_answers(results, config(datasets=("qm9", "coremof")))
     labels = [t.label for t in claim(answers, "cross_modality").tests]

@@ -39,6 +39,7 @@ def align_dataset(
         "dataset_sha256": files[0].attrs.get("dataset_sha256", ""),
         "n_total": len(mask),
         "n_used": study.n_used,
+        "dims": [int(study.arrays[m].shape[1]) for m in study.names],
         **run_attrs([f.attrs for f in files], k, preprocessing, bootstrap, permutations, seed),
     }
     written = metric_files(results, list(outputs), study.names, common, bootstrap,

@@ -756,6 +756,36 @@ def _within(metric: MetricFile, pairs: Sequence[tuple[str, str]]) -> list[tuple[
     return [(a, b) for a, b in pairs if a in metric.models and b in metric.models]
 
 
+def _width_lines(d: DatasetResults, pairs: Sequence[tuple[str, str]]
+                 ) -> tuple[list[str], dict[str, Any]]:
+    """Raw alignment and its chance level against embedding width (Gröger et al.: chance
+    grows with width): per model the mean over its trained pairs, ρ over model families with
+    the exact p. Shown beside the verdicts (how much of a raw number is width), not scored."""
+    lines: list[str] = []
+    numbers: dict[str, Any] = {}
+    for name in ("cka", "cknna"):
+        metric = d.metrics.get(name)
+        dims = metric.attrs.get("dims") if metric is not None else None
+        if metric is None or dims is None or not has_null(metric):
+            continue
+        width = dict(zip(metric.models, (int(w) for w in dims), strict=True))
+        inside = _within(metric, pairs)
+        raw: dict[str, float] = {}
+        null: dict[str, float] = {}
+        for model in sorted({m for pair in inside for m in pair}):
+            own = [pair_value(metric, a, b) for a, b in inside if model in (a, b)]
+            raw[model] = float(np.nanmean([v.raw for v in own]))
+            null[model] = float(np.nanmean([v.null_mean for v in own]))
+        tests = {"raw": rank_correlation_test(width, raw, d.family()),
+                 "chance": rank_correlation_test(width, null, d.family())}
+        lines += [describe(t, f"{NAMES[name]}: ρ(embedding width, mean {what} value over the "
+                              "model's trained pairs)") for what, t in tests.items()]
+        numbers[name] = {"width": {m: width[m] for m in raw}, "raw": raw, "chance": null,
+                         **{f"rho_{k}": t.statistic for k, t in tests.items()},
+                         **{f"p_{k}": t.p_value for k, t in tests.items()}}
+    return lines, numbers
+
+
 def calibration_claim(data: Sequence[DatasetResults]) -> Claim:
     claim = Claim(
         "calibration", "Calibration: what survives a permutation null?",
@@ -812,6 +842,11 @@ def calibration_claim(data: Sequence[DatasetResults]) -> Claim:
                 f"{percent(s['share_above_chance'])} of {s['n_pairs']} pairs above chance in "
                 f"{NAMES[local.metric]} (mean calibrated {num(s['mean_calibrated'])})",
                 numbers={local.metric: s}, figures=figures))
+        lines, numbers = _width_lines(d, pairs)
+        for test in claim.tests:
+            if test.label in (f"{d.name}: global", f"{d.name}: local") and lines:
+                test.measured = [*test.measured, *lines]
+                test.numbers = {**test.numbers, "width": numbers}
     claim.notes.append("Every pair's raw value, bootstrap interval, chance level and "
                        "calibrated value are in the tables of claim 1 and in each metric file "
                        "(datasets ci_low, ci_high, replicates, null_mean, null_p95, p_value, "
