@@ -144,7 +144,7 @@ rule probes:
 rule transfer:
     input:
         structures=STRUCTURES,
-        embeddings=embedding_files,
+        embeddings=pretrained_embedding_files,
     output:
         data=pattern(DATASET_FILE, name="transfer"),
         figure=report(
@@ -251,7 +251,7 @@ rule regimes:
 rule maps:
     input:
         structures=STRUCTURES,
-        embeddings=embedding_files,
+        embeddings=pretrained_embedding_files,
     output:
         report(
             pattern(FIGURE, name="maps_{property}"),

@@ -191,6 +191,14 @@ def embedding_files(wildcards):
     return expand(EMBEDDING, dataset=wildcards.dataset, model=GRID[wildcards.dataset])
 
 
+def pretrained_embedding_files(wildcards):
+    """The dataset's embedding files without the ladder's rungs: the analyses whose cost
+    grows with the square of the models (probe transfer) or whose figure has a panel per
+    model (maps) read the ladder through its own files and figures instead."""
+    return expand(EMBEDDING, dataset=wildcards.dataset,
+                  model=[m for m in GRID[wildcards.dataset] if m not in LADDER_RUNGS])
+
+
 def weights_arg(wildcards):
     weights = model_options(config, wildcards.model).get("weights")
     return f"--weights {shlex.quote(str(weights))}" if weights else ""
