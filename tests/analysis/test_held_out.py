@@ -129,6 +129,13 @@ def test_a_collapsed_restricted_model_agrees_with_claim_4_and_the_reverse_disagr
     tests = held_out_tests("qm9", back, expected=True)
     assert [t.verdict for t in tests] == [AGREES] * 3, [t.reason for t in tests]
     assert tests[0].numbers["p_value"] == 2 / 64 and tests[0].numbers["n_pairs"] == 6
+    # one quantity carries the verdict; the other two are shown beside it
+    assert [t.scored for t in tests] == [True, False, False]
+    from matteralign.analysis.evidence import Claim
+
+    shown_only = Claim("regimes", "4", "", "", tests=[tests[0].__class__(
+        **{**tests[0].__dict__, "verdict": "inconclusive"}), *tests[1:]])
+    assert shown_only.verdict == "inconclusive"  # secondary agreements do not decide
     # the twins' roles swapped: the "restricted" rung is the better one
     swapped = held_out_study(arrays, ids, elements, "N", [(t, r) for r, t in pairs], "ani-1x",
                              errors, k=10, bootstrap=20)

@@ -167,7 +167,13 @@ def convergence(models: Sequence[str], mae: np.ndarray, matrix: np.ndarray,
     elif use_reference.sum() < 3:
         notes.append(f"ρ to the reference: only {int(use_reference.sum())} model(s) with a "
                      "finite MAE besides the reference; it needs at least 3")
-    flags = local_optima(mae, to_reference, trained & not_reference, higher_is_aligned)
+    # the ladder's rungs (one architecture and data source, many seeds and sizes) are read by
+    # the ladder's own tests: as candidates they would fill the tertiles with one family
+    from matteralign.training.ladder import parse_rung_name
+
+    pretrained = np.array([parse_rung_name(name) is None for name in models])
+    flags = local_optima(mae, to_reference, trained & not_reference & pretrained,
+                         higher_is_aligned)
     return Convergence(models, mae, to_reference, mean_alignment, flags, is_control, reference,
                        stats, n_models, notes)
 

@@ -54,6 +54,8 @@ class Test:
     controls: list[str] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
+    #: False: a secondary quantity, shown with its test but left out of the claim's verdict
+    scored: bool = True
 
 
 #: where a question comes from: the paper, or the popular-press account of this line of work
@@ -75,7 +77,7 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        return combine(t.verdict for t in self.tests)
+        return combine(t.verdict for t in self.tests if t.scored)
 
 
 def combine(verdicts: Iterable[str]) -> str:

@@ -29,6 +29,10 @@ from matteralign.analysis.modeltests import paired_difference_test
 #: representation collapses (lower intrinsic dimension), aligns less with an in-distribution
 #: model, and its neighbourhoods predict that model's less (higher Δ(model → reference))
 PREDICTED = {"intrinsic_dim": -1, "cknna_to_reference": -1, "ii_to_reference": +1}
+#: the one quantity the verdict rests on (the claim's own "collapse": lower intrinsic
+#: dimension; also what the observational test compares); the others are shown with their
+#: tests, not scored, so that three looks at one design do not make three chances to agree
+PRIMARY = "intrinsic_dim"
 
 
 def _interval(value: float, low: float, high: float) -> str:
@@ -77,12 +81,13 @@ def held_out_tests(dataset: str, held: HeldOut | None, expected: bool) -> list[T
                    "per_pair": dict(zip(pairs, map(float, held.did[quantity]), strict=True)),
                    "p_value": test.p_value, "min_p": test.min_p, "n_pairs": test.n_units,
                    "mae_did_mev_per_atom": mae, "mae_did_ci": [low, high]}
-        name = f"{label}, {what}"
+        primary = quantity == PRIMARY
+        name = f"{label}, {what}" + ("" if primary else " (secondary: not in the verdict)")
         if not test.testable(ALPHA):
             tests.append(Test(name, UNTESTABLE, f"{test.n_units} pairs give a smallest exact "
                               f"p of {num(test.min_p)} > {ALPHA}; ladder.held_out.sizes needs "
                               "6 pairs (e.g. two sizes of three seeds)", [described] + lines,
-                              numbers=numbers, figures=figures))
+                              numbers=numbers, figures=figures, scored=primary))
             continue
         beyond = (hi < 0) if value < 0 else (lo > 0)
         if test.p_value <= ALPHA and beyond:
@@ -90,5 +95,5 @@ def held_out_tests(dataset: str, held: HeldOut | None, expected: bool) -> list[T
         else:
             verdict = INCONCLUSIVE
         tests.append(Test(name, verdict, described, [described] + lines, numbers=numbers,
-                          figures=figures))
+                          figures=figures, scored=primary))
     return tests
