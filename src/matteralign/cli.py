@@ -360,18 +360,20 @@ def cmd_regimes(args: argparse.Namespace) -> int:
 
 
 def cmd_maps(args: argparse.Namespace) -> int:
-    from matteralign.analysis.maps import model_maps
+    from matteralign.analysis.maps import UmapSettings, model_maps
     from matteralign.datasets.store import read_structure_attrs
     from matteralign.plots.study import plot_maps
 
     _require_files(args.structures, *args.embeddings)
     refuse_existing(_outputs(args, "out"), args.force)
+    umap = None if args.no_umap else UmapSettings(args.umap_neighbors, args.umap_min_dist)
     maps = model_maps(args.structures, args.embeddings, args.property,
-                      preprocessing=args.preprocessing, seed=args.seed)
+                      preprocessing=args.preprocessing, seed=args.seed, umap=umap)
     attrs = read_structure_attrs(args.structures)
     described = json.loads(attrs.get("properties_description", "{}") or "{}")
     plot_maps(maps, args.property, args.out, dataset=str(attrs.get("dataset", "")),
-              units=str(described.get(args.property, ""))[:60])
+              units=str(described.get(args.property, ""))[:60],
+              umap_text=umap.describe(args.seed) if umap else "")
     print(f"maps of {len(maps)} models coloured by {args.property} -> {args.out}")
     return 0
 
@@ -837,13 +839,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_force(p)
     p.set_defaults(func=cmd_regimes)
 
-    p = sub.add_parser("maps", help="PCA (and UMAP if installed) maps of every model")
+    p = sub.add_parser("maps", help="PCA and UMAP maps of every model")
     p.add_argument("--structures", required=True)
     p.add_argument("--embeddings", nargs="+", required=True)
     p.add_argument("--property", required=True, help="a property of structures.h5")
     p.add_argument("--out", required=True)
     p.add_argument("--preprocessing", default="l2")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="UMAP's random_state")
+    p.add_argument("--umap-neighbors", type=int, default=15)
+    p.add_argument("--umap-min-dist", type=float, default=0.1)
+    p.add_argument("--no-umap", action="store_true", help="PCA panels only")
     _add_force(p)
     p.set_defaults(func=cmd_maps)
 

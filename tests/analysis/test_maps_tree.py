@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from matteralign.analysis.maps import model_maps, pca, umap_available
 from matteralign.analysis.tree import alignment_distance, model_tree
@@ -71,6 +70,47 @@ def test_alignment_distance_closed_form_and_triangle_inequality_for_cka() -> Non
         alignment_distance(np.ones((2, 3)))
 
 
+def test_umap_is_seeded_deterministic_and_its_parameters_are_on_the_figure(
+        aligned_study, tmp_path) -> None:
+    from matteralign.analysis.maps import UmapSettings
+
+    embeddings = sorted(str(p) for p in (aligned_study / "embeddings").glob("*.h5"))[:2]
+    settings = UmapSettings(n_neighbors=10, min_dist=0.3)
+    first = model_maps(aligned_study / "structures.h5", embeddings, "energy", seed=5,
+                       umap=settings)
+    again = model_maps(aligned_study / "structures.h5", embeddings, "energy", seed=5,
+                       umap=settings)
+    other = model_maps(aligned_study / "structures.h5", embeddings, "energy", seed=6,
+                       umap=settings)
+    for a, b, c in zip(first, again, other, strict=True):
+        np.testing.assert_array_equal(a.umap, b.umap)
+        assert not np.array_equal(a.umap, c.umap)
+    assert all(m.umap is None for m in model_maps(
+        aligned_study / "structures.h5", embeddings, "energy", umap=None))
+    out = tmp_path / "maps.png"
+    assert main(["maps", "--structures", str(aligned_study / "structures.h5"), "--embeddings",
+                 *embeddings, "--property", "energy", "--out", str(out), "--seed", "5",
+                 "--umap-neighbors", "10", "--umap-min-dist", "0.3"]) == 0
+    assert out.stat().st_size > 10_000
+    import matplotlib.pyplot as plt
+
+    from matteralign.plots.study import plot_maps
+
+    captured = {}
+    original = plt.Figure.suptitle
+
+    def spy(self, text, **kwargs):
+        captured["title"] = text
+        return original(self, text, **kwargs)
+
+    plt.Figure.suptitle = spy
+    try:
+        plot_maps(first, "energy", tmp_path / "m.png", umap_text=settings.describe(5))
+    finally:
+        plt.Figure.suptitle = original
+    assert "UMAP n_neighbors=10, min_dist=0.3, seed=5" in captured["title"]
+
+
 def test_neighbourhood_distance_is_the_root_mean_jsd_of_knn_distributions() -> None:
     from scipy.spatial.distance import jensenshannon
     from sklearn.neighbors import NearestNeighbors
@@ -123,8 +163,8 @@ def test_maps_and_tree_figures(aligned_study, tmp_path, capsys) -> None:
     out = tmp_path / "maps_energy.png"
     assert main(["maps", "--structures", str(aligned_study / "structures.h5"), "--embeddings",
                  *embeddings, "--property", "energy", "--out", str(out)]) == 0
-    description = Image.open(out).info.get("Description", "")
-    assert ("UMAP not used" in description) != umap_available()
+    assert umap_available()  # part of the study environment
+    assert all(m.umap is not None and m.umap.shape == (120, 2) for m in maps)
     assert main(["maps", "--structures", str(aligned_study / "structures.h5"), "--embeddings",
                  *embeddings, "--property", "nope", "--out", str(tmp_path / "nope.png")]) == 2
     err = capsys.readouterr().err

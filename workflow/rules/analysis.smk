@@ -263,6 +263,9 @@ rule maps:
     params:
         preprocessing=config["metrics"]["preprocessing"],
         seed=config["seed"],
+        umap=(f"--umap-neighbors {config['plots']['umap']['n_neighbors']}"
+              f" --umap-min-dist {config['plots']['umap']['min_dist']}"
+              if config["plots"]["umap"]["enabled"] else "--no-umap"),
     log:
         f"{LOGS}/analysis/{{dataset}}/maps_{{property}}.log",
     benchmark:
@@ -277,7 +280,7 @@ rule maps:
         "{RUN} {DRIVER_PYTHON} -m matteralign maps --structures {input.structures:q}"
         " --embeddings {input.embeddings:q} --property {wildcards.property:q}"
         " --out {output:q} --preprocessing {params.preprocessing:q} --seed {params.seed}"
-        " > {log:q} 2>&1"
+        " {params.umap} > {log:q} 2>&1"
 
 
 rule tree:

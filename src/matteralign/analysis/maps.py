@@ -1,7 +1,8 @@
 """2-D maps of each model's embedding space, coloured by a reference property.
 
-PCA (an SVD of the centred embeddings) always; UMAP in addition when umap-learn is importable
-(it is not a dependency). Each model is mapped from the rows it embedded.
+PCA (an SVD of the centred embeddings), the linear view, always; UMAP beside it (umap-learn,
+seeded with the study's seed, its parameters from plots.umap) unless turned off. Each model
+is mapped from the rows it embedded.
 """
 
 from __future__ import annotations
@@ -73,17 +74,41 @@ def read_property(structures: str | os.PathLike[str], name: str) -> tuple[list[s
     return ids, data[prefix + name].astype(np.float64)
 
 
+@dataclass(frozen=True)
+class UmapSettings:
+    """UMAP's parameters (random_state is the study's seed)."""
+
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+
+    def describe(self, seed: int) -> str:
+        return f"UMAP n_neighbors={self.n_neighbors}, min_dist={self.min_dist:g}, seed={seed}"
+
+
+def umap_map(x: np.ndarray, settings: UmapSettings, seed: int) -> np.ndarray:
+    """UMAP of ``x`` to 2-D; with a fixed random_state umap-learn runs single-threaded and
+    gives the same coordinates on every run."""
+    import umap
+
+    reducer = umap.UMAP(n_components=2, random_state=seed, min_dist=settings.min_dist, n_jobs=1,
+                        n_neighbors=min(settings.n_neighbors, x.shape[0] - 1))
+    return np.asarray(reducer.fit_transform(x))
+
+
 def model_maps(structures: str | os.PathLike[str],
                embedding_paths: Sequence[str | os.PathLike[str]], property_name: str,
-               preprocessing: str = "l2", use_umap: bool | None = None,
-               seed: int = 0) -> list[ModelMap]:
+               preprocessing: str = "l2", seed: int = 0,
+               umap: UmapSettings | None = UmapSettings()) -> list[ModelMap]:
     """One map per embedding file, over the structures that model embedded (after the same
-    preprocessing as the alignment metrics)."""
+    preprocessing as the alignment metrics); UMAP beside PCA unless ``umap`` is None."""
     from matteralign.models.domains import control_of
 
     ids, prop = read_property(structures, property_name)
     row_of = {s: i for i, s in enumerate(ids)}
-    use_umap = umap_available() if use_umap is None else use_umap
+    if umap is not None and not umap_available():
+        raise InputError("UMAP maps need umap-learn (`pip install umap-learn==0.5.12`, part "
+                         "of the study environment); or turn them off (plots.umap.enabled: "
+                         "false, --no-umap)")
     maps = []
     for path in embedding_paths:
         emb = read_embeddings(path)
@@ -96,12 +121,8 @@ def model_maps(structures: str | os.PathLike[str],
         values = prop[[row_of[s] for s, ok in zip(emb.ids, valid, strict=True) if ok]]
         scores, explained = pca(x)
         embedded = None
-        if use_umap and x.shape[0] > 3:
-            import umap
-
-            reducer = umap.UMAP(n_components=2, random_state=seed,
-                                n_neighbors=min(15, x.shape[0] - 1))
-            embedded = np.asarray(reducer.fit_transform(x))
+        if umap is not None and x.shape[0] > 3:
+            embedded = umap_map(x, umap, seed)
         random_init = bool(emb.attrs.get("random_init", False))
         control = control_of(emb.model, random_init)
         maps.append(ModelMap(emb.model, str(emb.attrs.get("modality", "")), control, scores,

@@ -303,8 +303,9 @@ def plot_ii_plane(regimes_path: str | os.PathLike[str], ii_path: str | os.PathLi
 
 
 def plot_maps(maps: Sequence[Any], property_name: str, output: str | os.PathLike[str],
-              dataset: str = "", units: str = "") -> None:
-    """One PCA panel per model (and a UMAP row when computed), one shared colour bar."""
+              dataset: str = "", units: str = "", umap_text: str = "") -> None:
+    """One PCA panel per model (and a UMAP row when computed, ``umap_text`` its parameters),
+    one shared colour bar."""
     plt = _pyplot()
     if not maps:
         raise ValueError("plot_maps: no embedding files given")
@@ -339,7 +340,8 @@ def plot_maps(maps: Sequence[Any], property_name: str, output: str | os.PathLike
     for k in range(len(maps), rows_per * cols):
         for row in ([k // cols, rows_per + k // cols] if with_umap else [k // cols]):
             axes[row, k % cols].axis("off")
-    method_text = "PCA and UMAP" if with_umap else "PCA (UMAP not used: umap-learn not installed)"
+    method_text = (f"PCA and {umap_text or 'UMAP'}" if with_umap
+                   else "PCA (UMAP turned off: plots.umap.enabled)")
     fig.suptitle(f"Embedding maps on {dataset or '?'} coloured by {property_name}; "
                  f"{method_text}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.9, 1))
