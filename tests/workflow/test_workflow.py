@@ -172,8 +172,8 @@ def test_answers_cover_every_claim(study):
     assert any(w in held[0]["reason"] for w in ("6 pairs", "not out of distribution"))
     # CoRE MOF has no reference energies: convergence cannot be tested there, and says why
     ladder = next(t for t in claims["convergence"]["tests"]
-                  if t["label"] == "qm9: trained ladder → its most accurate rung")
-    # two sizes: one rung besides the most accurate cannot give a rank test, and it says so
+                  if t["label"] == "qm9: trained ladder → the most accurate rung of another seed")
+    # two sizes of the ladder's seed cannot give a rank test, and it says so
     assert ladder["verdict"] == UNTESTABLE and "rung" in ladder["reason"]
     coremof = next(t for t in claims["convergence"]["tests"] if t["label"] == "coremof")
     assert coremof["verdict"] == UNTESTABLE and "reference energies" in coremof["reason"]

@@ -309,9 +309,11 @@ def convergence_claim(data: Sequence[DatasetResults]) -> Claim:
         f"above {ALPHA}, i.e. with fewer than 5 families. Controls and the ladder's rungs are "
         "excluded. The trained ladder (ladder: in the config) is its own test, under control: "
         "ρ between each rung's held-out test MAE and its calibrated CKNNA to the most "
-        "accurate rung (which is left out), and to ANI-1x, over the rungs of the ladder's "
-        "seed (each an independent training run, one unit), with the same exact p-value and "
-        "verdict rule; its seed replicates give the noise ceiling at each of their sizes.")
+        "accurate rung of another seed (the ladder's rungs share one seed's initial weights, "
+        "it does not), over the rungs of the ladder's seed (each an independent training "
+        "run, one unit), with the same exact p-value and verdict rule; the same ρ to the "
+        "ladder's own best rung and to ANI-1x is shown, not scored; its seed replicates give "
+        "the noise ceiling at each of their sizes.")
     for d in data:
         claim.tests += ladder_tests(d.name, d.metrics.get("cknna"), d.ladder)
         table, why = _convergence_ready(d)

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from matteralign.analysis.held_out import QUANTITIES, SUBSETS, HeldOut
-from matteralign.analysis.held_out_claims import PREDICTED
+from matteralign.analysis.held_out_claims import PREDICTED, PRIMARY
 from matteralign.plots.study import _pyplot, _save
 
 
@@ -27,7 +27,7 @@ def plot_held_out(held: HeldOut, output: str | os.PathLike[str]) -> None:
     mae_ax.set_xticks([0, 1], ["held-in", "held-out"])
     mae_ax.set_xlim(-0.3, 1.3)
     mae_ax.set_ylabel("test MAE (meV/atom)")
-    mae_ax.set_title("energy error (design check)", fontsize=9)
+    mae_ax.set_title("energy error\n(design check)", fontsize=9)
     mae_ax.legend(fontsize=7)
     for ax, (quantity, what) in zip(axes[1:], QUANTITIES.items(), strict=True):
         did = held.did[quantity]
@@ -41,9 +41,11 @@ def plot_held_out(held: HeldOut, output: str | os.PathLike[str]) -> None:
         ax.set_xticks([])
         ax.set_xlim(-0.4, 0.8)
         sign = PREDICTED.get(quantity)
-        predicted = {-1: " (claim 4: < 0)", 1: " (claim 4: > 0)"}.get(sign or 0, " (shown)")
-        ax.set_title(f"DiD {what}{predicted}", fontsize=9)
+        predicted = {-1: "claim 4: < 0", 1: "claim 4: > 0"}.get(sign or 0, "shown")
+        role = "verdict" if quantity == PRIMARY else "secondary"
+        ax.set_title(f"DiD {what}\n({predicted}; {role})", fontsize=9)
     axes[1].legend(fontsize=7)
     fig.suptitle(f"held-out chemistry: rungs trained without {held.element} vs their twins "
                  f"({held.n_per_subset} held-in and held-out study molecules each)", fontsize=10)
-    _save(fig, output)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    _save(fig, output, "held-out design: test error and difference in differences")

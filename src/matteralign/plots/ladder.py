@@ -11,7 +11,7 @@ import numpy as np
 
 from matteralign.analysis.evidence import pair_value
 from matteralign.analysis.ladder import Ladder
-from matteralign.analysis.ladder_claims import ANI_REFERENCE, size_ceilings
+from matteralign.analysis.ladder_claims import ANI_REFERENCE, references, size_ceilings
 from matteralign.io import MetricFile
 from matteralign.plots.study import _pyplot, _save
 
@@ -40,11 +40,12 @@ def plot_ladder(ladder: Ladder, cknna: MetricFile | None, output: str | os.PathL
     curves.set_yscale("log")
     curves.set_xlabel("epoch")
     curves.set_ylabel("validation RMSE (kcal/mol)")
-    curves.set_title("learning curves (grey: other seeds)")
+    curves.set_title("learning curves\n(grey: other seeds, held-out twins)", fontsize=9)
     curves.legend(fontsize=7)
     _alignment_panel(panel, ladder, rungs, cknna)
     fig.suptitle("QM9 ladder: ANI-1x architecture trained by the study (torchani NeuroChem "
                  "trainer)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     _save(fig, output, "ladder: learning curves; CKNNA against test MAE")
 
 
@@ -58,13 +59,16 @@ def _alignment_panel(ax: Any, ladder: Ladder, rungs: list[str],
         return
     mae = {m: 1000 * ladder.value(m, "test_mae_ev_per_atom") for m in present}
     best = min(present, key=lambda m: mae[m])
-    for reference, marker in ((best, "o"), (ANI_REFERENCE, "s")):
+    for (reference, what, scored), marker in zip(references(ladder, cknna, present, best),
+                                                 ("o", "^", "s"), strict=False):
         if reference not in cknna.models:
             continue
         others = [m for m in present if m != reference]
         x = [mae[m] for m in others]
         y = [pair_value(cknna, m, reference).raw for m in others]
-        ax.plot(x, y, marker=marker, ls="-", label=f"to {reference}")
+        ax.plot(x, y, marker=marker, ls="-" if scored else "--",
+                label=f"to {reference}" + ("" if reference == ANI_REFERENCE else
+                                           f" ({what.split(' (')[0].replace('its ', '')})"))
     ceilings = size_ceilings(cknna, ladder)
     for colour, (size, ceiling) in zip(_ceiling_colours(len(ceilings)), ceilings.items(),
                                        strict=True):
@@ -73,5 +77,6 @@ def _alignment_panel(ax: Any, ladder: Ladder, rungs: list[str],
         ax.axhline(ceiling.value, ls=":", color=colour, lw=1,
                    label=f"seed replicates, {size} molecules")
     ax.set_xscale("log")
-    ax.legend(fontsize=7)
-    ax.set_title("alignment against accuracy (bands: seed replicates, 95% interval)")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    ax.set_title("alignment against accuracy\n(bands: seed replicates, 95% interval)",
+                 fontsize=9)
