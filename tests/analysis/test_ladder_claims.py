@@ -25,6 +25,30 @@ SIZES = [100, 200, 400, 800, 1600, 3200]
 N = 90
 
 
+def synthetic_ladder(root, embeddings):
+    """Embedding files of ``embeddings`` (name -> [N, d]) aligned by CKNNA, and the ladder of
+    its rungs with test errors falling with size (slightly higher for other seeds)."""
+    paths = []
+    for name, x in embeddings.items():
+        path = root / f"{name}.h5"
+        write_embeddings(path, EmbeddingFile(
+            ids=[f"s{i}" for i in range(N)], embeddings=x.astype(np.float32),
+            valid=np.ones(N, bool), errors=[""] * N,
+            attrs={"model": name, "modality": "atoms", "dataset": "qm9",
+                   "dataset_sha256": "toy", "random_init": False}))
+        paths.append(path)
+    align_dataset(paths, {"cknna": root / "cknna.h5"}, k=8, bootstrap=6, permutations=19,
+                  seed=0)
+    rungs = [n for n in embeddings if n != "ani-1x"]
+    table = {k: np.zeros(len(rungs)) for k in NUMBERS}
+    for i, name in enumerate(rungs):
+        size, seed = (int(v) for v in name[len("ani-qm9-n"):].split("-s"))
+        table["size"][i], table["seed"][i] = size, seed
+        table["test_mae_ev_per_atom"][i] = 0.05 / np.sqrt(size / 100) * (1 + 0.01 * seed)
+    curves = {n: np.array([[0, 10.0], [1, 5.0]]) for n in rungs}
+    return read_metric(root / "cknna.h5"), Ladder(rungs, table, curves)
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """Rungs s0 at six sizes (noise falling with size), seeds 1, 2 at 200 and 3200, ani-1x."""
@@ -35,26 +59,10 @@ def study(tmp_path_factory):
     names = {f"ani-qm9-n{s}-s0": 2.0 / np.sqrt(s / 100) for s in SIZES}
     names |= {f"ani-qm9-n{s}-s{k}": 2.0 / np.sqrt(s / 100) for s in (200, 3200) for k in (1, 2)}
     names["ani-1x"] = 0.3
-    paths = []
-    for name, noise in names.items():
-        x = np.tanh(latent @ mix + noise * rng.normal(size=(N, 12)))
-        path = root / f"{name}.h5"
-        write_embeddings(path, EmbeddingFile(
-            ids=[f"s{i}" for i in range(N)], embeddings=x.astype(np.float32),
-            valid=np.ones(N, bool), errors=[""] * N,
-            attrs={"model": name, "modality": "atoms", "dataset": "qm9",
-                   "dataset_sha256": "toy", "random_init": False}))
-        paths.append(path)
-    align_dataset(paths, {"cknna": root / "cknna.h5"}, k=8, bootstrap=6, permutations=19,
-                  seed=0)
-    rungs = [n for n in names if n != "ani-1x"]
-    table = {k: np.zeros(len(rungs)) for k in NUMBERS}
-    for i, name in enumerate(rungs):
-        size, seed = (int(v) for v in name[len("ani-qm9-n"):].split("-s"))
-        table["size"][i], table["seed"][i] = size, seed
-        table["test_mae_ev_per_atom"][i] = 0.05 / np.sqrt(size / 100) * (1 + 0.01 * seed)
-    curves = {n: np.array([[0, 10.0], [1, 5.0]]) for n in rungs}
-    write_ladder(root / "ladder.h5", Ladder(rungs, table, curves))
+    embeddings = {name: np.tanh(latent @ mix + noise * rng.normal(size=(N, 12)))
+                  for name, noise in names.items()}
+    metric, ladder = synthetic_ladder(root, embeddings)
+    write_ladder(root / "ladder.h5", ladder)
     return read_metric(root / "cknna.h5"), read_ladder(root / "ladder.h5")
 
 
@@ -101,25 +109,9 @@ def test_a_rise_that_only_a_shared_seed_explains_does_not_agree(tmp_path):
     embeddings |= {f"ani-qm9-n3200-s{k}": signal + 2.0 * rng.normal(size=(N, 12))
                    for k in (1, 2)}
     embeddings["ani-1x"] = signal + 2.0 * rng.normal(size=(N, 12))
-    paths = []
-    for name, x in embeddings.items():
-        x = np.tanh(x / 3)
-        path = tmp_path / f"{name}.h5"
-        write_embeddings(path, EmbeddingFile(
-            ids=[f"s{i}" for i in range(N)], embeddings=x.astype(np.float32),
-            valid=np.ones(N, bool), errors=[""] * N,
-            attrs={"model": name, "modality": "atoms", "dataset": "qm9",
-                   "dataset_sha256": "toy", "random_init": False}))
-        paths.append(path)
-    align_dataset(paths, {"cknna": tmp_path / "cknna.h5"}, k=8, bootstrap=6, permutations=19)
-    rungs = [n for n in embeddings if n != "ani-1x"]
-    table = {k: np.zeros(len(rungs)) for k in NUMBERS}
-    for i, name in enumerate(rungs):
-        size, seed = (int(v) for v in name[len("ani-qm9-n"):].split("-s"))
-        table["size"][i], table["seed"][i] = size, seed
-        table["test_mae_ev_per_atom"][i] = 0.05 / np.sqrt(size / 100) * (1 + 0.01 * seed)
-    ladder = Ladder(rungs, table, {n: np.array([[0, 1.0]]) for n in rungs})
-    other, same, _ = ladder_tests("qm9", read_metric(tmp_path / "cknna.h5"), ladder)
+    metric, ladder = synthetic_ladder(tmp_path, {n: np.tanh(x / 3)
+                                                 for n, x in embeddings.items()})
+    other, same, _ = ladder_tests("qm9", metric, ladder)
     assert same.verdict == AGREES, same.reason  # the shared seed makes it rise
     assert other.verdict == "inconclusive", other.reason
 
