@@ -466,6 +466,25 @@ def cmd_export_structures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_almanac(args: argparse.Namespace) -> int:
+    from matteralign.analysis.almanac import export_almanac
+
+    out = Path(args.out)
+    refuse_existing([("--out", out / "tree-data.json")], args.force)
+    if not Path(args.results).is_dir():
+        raise MissingInputError(f"--results {args.results}: no such folder; run the study "
+                                "first (snakemake, or make study)")
+    try:
+        summary = export_almanac(args.results, out)
+    except FileNotFoundError as err:
+        raise MissingInputError(str(err)) from None
+    for dataset, n in summary.datasets.items():
+        print(f"{dataset}: {n} models in _data/{dataset}/cknnas.json, "
+              f"{summary.tree_points[dataset]} trained 3D models in tree-data.json")
+    print(f"-> {out}")
+    return 0
+
+
 def cmd_ladder_sets(args: argparse.Namespace) -> int:
     from matteralign.datasets.prepare import read_ids
     from matteralign.training.qm9_sets import write_sets
@@ -682,6 +701,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "taken in sha256(id) order while they fit")
     _add_force(p)
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("export-almanac", help="the study's CKNNA in the layouts of the paper "
+                       "authors' public viewer (Garden-AI/almanac; docs/formats.md)")
+    p.add_argument("--results", default="results", help="a finished study's results folder")
+    p.add_argument("--out", required=True, help="folder for tree-data.json and _data/")
+    _add_force(p)
+    p.set_defaults(func=cmd_export_almanac)
 
     p = sub.add_parser("ladder-sets", help="the ladder's QM9 test, validation and training "
                        "sets, without the study's structures")
