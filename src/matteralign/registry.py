@@ -22,17 +22,27 @@ T = TypeVar("T", bound=_Named)
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, package: str, skip: Iterable[str] = (),
-                 family: Callable[[str], type[T] | None] | None = None) -> None:
-        """``family``: the class of a name outside the table that follows a naming pattern
-        (a study's own trained models), or None; it is registered on first lookup."""
+    def __init__(self, kind: str, package: str, skip: Iterable[str] = ()) -> None:
         self.kind = kind
         self.package = package
         self.skip = set(skip)
-        self.family = family
+        #: functions giving the class of a name outside the table that follows a naming
+        #: pattern (a study's own trained models), or None (see register_family)
+        self.families: list[Callable[[str], type[T] | None]] = []
         self._classes: dict[str, type[T]] = {}
         self._made: dict[str, type[T]] = {}  # classes of the family, made on first lookup
         self._discovered = False
+
+    def register_family(self, family: Callable[[str], type[T] | None]
+                        ) -> Callable[[str], type[T] | None]:
+        """Register a pattern family (a decorator, like :meth:`register`)."""
+        self.families.append(family)
+        return family
+
+    def family(self, name: str) -> type[T] | None:
+        """The class a family gives ``name``, or None."""
+        self.discover()
+        return next((cls for f in self.families if (cls := f(name)) is not None), None)
 
     def register(self, cls: type[T]) -> type[T]:
         if cls.name in self._classes and self._classes[cls.name] is not cls:
@@ -58,7 +68,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> type[T]:
         self.discover()
         classes = self._classes
-        if name not in classes and self.family is not None:
+        if name not in classes and self.families:
             if name not in self._made:
                 found = self.family(name)
                 if found is not None:
@@ -82,8 +92,7 @@ class _Table(dict):  # type: ignore[type-arg]
     def __contains__(self, name: object) -> bool:
         if dict.__contains__(self, name):
             return True
-        family = self.registry.family
-        return isinstance(name, str) and family is not None and family(name) is not None
+        return isinstance(name, str) and self.registry.family(name) is not None
 
     def __missing__(self, name: str) -> type[T]:
         cls = self.registry.get(name)

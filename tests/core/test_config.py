@@ -112,12 +112,13 @@ def test_paper_study_dry_run_shows_the_grid_and_what_is_missing():
 
 
 def test_gpu_ladder_dry_runs_with_every_rung():
-    """config/ladder-gpu.yaml plans its 21 rungs (trained, then embedded like any model) here,
-    where it cannot run: it asks for a GPU."""
+    """config/ladder-gpu.yaml plans its 31 rungs (21, and 10 twins without nitrogen; trained,
+    then embedded like any model) here, where it cannot run: it asks for a GPU."""
     out = dry_run("ladder-gpu.yaml")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, re.M))
-    assert int(counts["train_model"]) == 9 + 3 * 4
-    assert int(counts["embed"]) == 9 + 21 and int(counts["ladder_sets"]) == 1
+    assert int(counts["train_model"]) == 9 + 3 * 4 + 2 * 5
+    assert int(counts["embed"]) == 9 + 31 and int(counts["ladder_sets"]) == 1
+    assert int(counts["held_out"]) == 1
     assert "device: cuda" in out or "GPU" in out  # a real run here would stop, saying why
 
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from matteralign.models.atoms import AtomsAdapter
-from matteralign.models.base import register_model
+from matteralign.models.base import register_model, register_model_family
 from matteralign.models.torch_utils import frozen
 from matteralign.models.weights import RANDOM_INIT, cache_dir, find_in_site_packages
 from matteralign.records import Record
@@ -450,15 +450,19 @@ class ANIQM9(_ANIEnsemble):
         self._blocks = self._layout()
 
 
+@register_model_family
 def rung_adapter(name: str) -> type[ANIQM9] | None:
-    """The adapter of a ladder rung ``ani-qm9-n{size}-s{seed}`` (None: not a rung name)."""
+    """The adapter of a ladder rung ``ani-qm9[-no{X}]-n{size}-s{seed}`` (None: not a rung
+    name)."""
     from matteralign.training.ladder import parse_rung_name
 
     rung = parse_rung_name(name)
     if rung is None:
         return None
+    without = f" without {rung.excluded}" if rung.excluded else ""
     return type(name.replace("-", "_"), (ANIQM9,), {
         "name": name, "__module__": __name__,
-        "weights_name": f"trained by this study: QM9, {rung.size} molecules, seed {rung.seed}",
+        "weights_name": f"trained by this study: QM9, {rung.size} molecules{without}, "
+                        f"seed {rung.seed}",
         "__doc__": f"ladder rung {name}: ANI-1x architecture trained on {rung.size} QM9 "
-                   f"molecules, seed {rung.seed}"})
+                   f"molecules{without}, seed {rung.seed}"})

@@ -235,16 +235,10 @@ class ModelAdapter(ABC):
         return find_in_site_packages(cls.weights_in_package, site_packages) is not None
 
 
-def _ladder_rung(name: str) -> type[ModelAdapter] | None:
-    """A model the study trains itself (``ani-qm9-n{size}-s{seed}``), or None."""
-    from matteralign.models.ani import rung_adapter
-
-    return rung_adapter(name)
-
-
-REGISTRY: Registry[ModelAdapter] = Registry("model", "matteralign.models", skip={"base"},
-                                            family=_ladder_rung)
+REGISTRY: Registry[ModelAdapter] = Registry("model", "matteralign.models", skip={"base"})
 register_model = REGISTRY.register
+#: a family of models named by a pattern (the ladder's rungs: models.ani.rung_adapter)
+register_model_family = REGISTRY.register_family
 registered_models = REGISTRY.all
 
 
