@@ -304,8 +304,11 @@ def cmd_probes(args: argparse.Namespace) -> int:
     from matteralign.analysis.probes import write_probes
 
     refuse_existing(_outputs(args, "out", "figure"), args.force)
-    result = write_probes(args.structures, args.embeddings, args.out, args.figure,
+    from matteralign.plots.probes import plot_probes
+
+    result = write_probes(args.structures, args.embeddings, args.out,
                           seed=args.seed, repeats=args.repeats)
+    plot_probes(result, args.figure)
     print(f"probes of {len(result.models)} models x {len(result.properties)} properties "
           f"-> {args.out}, {args.figure}")
     return 0
@@ -315,8 +318,11 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from matteralign.analysis.transfer import write_transfer
 
     refuse_existing(_outputs(args, "out", "figure"), args.force)
-    result = write_transfer(args.structures, args.embeddings, args.out, args.figure,
+    from matteralign.plots.probes import plot_transfer
+
+    result = write_transfer(args.structures, args.embeddings, args.out,
                             prop=args.property, seed=args.seed, repeats=args.repeats)
+    plot_transfer(result, args.figure)
     print(f"probe transfer of {', '.join(result.properties)} over {len(result.models)} models "
           f"-> {args.out}, {args.figure}")
     return 0
@@ -339,8 +345,12 @@ def cmd_convergence(args: argparse.Namespace) -> int:
 
     _require_files(args.performance, args.metric_file)
     refuse_existing(_outputs(args, "out", "figure"), args.force)
-    result = write_convergence(args.performance, args.metric_file, args.out, args.figure,
+    result = write_convergence(args.performance, args.metric_file, args.out,
                                reference=args.reference or None, seed=args.seed)
+    if args.figure:
+        from matteralign.plots.study import plot_convergence
+
+        plot_convergence(args.out, args.figure)
     rho = {key: round(vals[0], 3) for key, vals in result.spearman.items()}
     print(f"convergence: reference {result.reference or '-'}, {result.n_models} models in ρ, "
           f"spearman {rho} -> {args.out}")
@@ -348,12 +358,19 @@ def cmd_convergence(args: argparse.Namespace) -> int:
 
 
 def cmd_regimes(args: argparse.Namespace) -> int:
-    from matteralign.analysis.regimes import read_domains, write_regimes
+    from matteralign.analysis.regimes import modalities, read_domains, write_regimes
+    from matteralign.io import read_metric
+    from matteralign.plots.study import plot_ii_plane, plot_intrinsic_dim
 
     _require_files(args.intrinsic_dim, args.ii, args.metric_file)
     refuse_existing(_outputs(args, "out", "figure_id", "figure_ii"), args.force)
     result = write_regimes(args.dataset_kind, args.intrinsic_dim, args.ii, args.metric_file,
-                           args.out, args.figure_id, args.figure_ii, read_domains(args.domains))
+                           args.out, read_domains(args.domains))
+    if args.figure_id:
+        plot_intrinsic_dim(args.out, args.figure_id,
+                           modalities=modalities(read_metric(args.metric_file)))
+    if args.figure_ii:
+        plot_ii_plane(args.out, args.ii, args.figure_ii)
     counts = {group: s["n_models"] for group, s in result.summary.items()}
     print(f"regimes: {counts} -> {args.out}")
     return 0
@@ -418,7 +435,8 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
 
 def cmd_answers(args: argparse.Namespace) -> int:
-    from matteralign.analysis.answers import read_config_arg, write_answers
+    from matteralign.analysis.answers import read_config_arg
+    from matteralign.plots.answers_page import write_answers
 
     if not Path(args.results).is_dir():
         raise MissingInputError(f"--results {args.results}: no such folder; run the study "
@@ -434,7 +452,8 @@ def cmd_answers(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from matteralign.analysis.card import CARD_FILES, build_card, write_card
+    from matteralign.analysis.card import CARD_FILES, build_card
+    from matteralign.plots.card_page import write_card
 
     if args.out:  # else the folder is named after the model, known once the card is built
         refuse_existing((("--out", Path(args.out) / f) for f in CARD_FILES), args.force)

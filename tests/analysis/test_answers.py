@@ -22,10 +22,10 @@ from matteralign.analysis.answers import (
     pair_value,
     read_config_arg,
     study_answers,
-    write_answers,
 )
 from matteralign.config import ConfigError
 from matteralign.io import MetricFile, atomic_h5, read_metric, set_attrs, strings, write_metric
+from matteralign.plots.answers_page import write_answers
 
 #: qm9 grid: model -> modality (real names, so training domains and controls resolve)
 QM9 = {"chgnet-0.3.0": "atoms", "sevennet-0": "atoms", "ani-1x": "atoms",

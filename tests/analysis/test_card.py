@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from matteralign.analysis.align import align_dataset
-from matteralign.analysis.card import build_card, write_card
+from matteralign.analysis.card import build_card
 from matteralign.analysis.convergence import write_convergence
 from matteralign.analysis.performance import write_performance
 from matteralign.analysis.probes import write_probes
@@ -19,6 +19,7 @@ from matteralign.cli import main
 from matteralign.errors import InputError, MissingInputError
 from matteralign.io import CorruptFileError, EmbeddingFile, read_embeddings, write_embeddings
 from matteralign.metrics import PAIRWISE_METRICS, PER_MODEL_METRICS
+from matteralign.plots.card_page import write_card
 
 from .study_files import write_study
 
@@ -37,7 +38,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                      for m in PAIRWISE_METRICS + PER_MODEL_METRICS},
                   k=8, bootstrap=B, permutations=P, seed=0)
     write_performance(study.structures, study.embeddings, folder / "performance.h5")
-    write_probes(study.structures, study.embeddings, folder / "probes.h5", None)
+    write_probes(study.structures, study.embeddings, folder / "probes.h5")
     write_convergence(folder / "performance.h5", folder / "cknna.h5", folder / "convergence.h5")
     return root
 

@@ -103,7 +103,10 @@ def test_reference_not_in_grid_names_the_config_key() -> None:
 def test_write_convergence_round_trip(aligned_study, tmp_path) -> None:
     out = tmp_path / "convergence.h5"
     result = write_convergence(aligned_study / "performance.h5", aligned_study / "cknna.h5", out,
-                               tmp_path / "convergence.png", seed=3)
+                               seed=3)
+    from matteralign.plots.study import plot_convergence
+
+    plot_convergence(out, tmp_path / "convergence.png")
     data = read_convergence(out)
     attrs = data["attrs"]
     assert attrs["performance_measure"] == "energy_mae"
@@ -141,8 +144,10 @@ def test_without_energies_probe_mae_is_used_and_too_few_models_give_nan(aligned_
     assert "not in p.h5" in attrs["note"]  # morgan-fp, mace-off23-small
     _performance(tmp_path / "q.h5", models, [0.1, np.nan, np.nan, np.nan, np.nan],
                  [np.nan] * 5)
-    write_convergence(tmp_path / "q.h5", aligned_study / "cknna.h5", tmp_path / "d.h5",
-                      tmp_path / "d.png")
+    write_convergence(tmp_path / "q.h5", aligned_study / "cknna.h5", tmp_path / "d.h5")
+    from matteralign.plots.study import plot_convergence
+
+    plot_convergence(tmp_path / "d.h5", tmp_path / "d.png")
     attrs = read_convergence(tmp_path / "d.h5")["attrs"]
     assert np.isnan(attrs["spearman_reference"]) and np.isnan(attrs["spearman_mean"])
     assert "cannot be tested" in attrs["note"]

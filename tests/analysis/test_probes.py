@@ -18,7 +18,10 @@ from tests.analysis.study_files import write_study
 def test_write_probes_file_and_figure(tmp_path):
     study = write_study(tmp_path, n=400, masked={"sevennet-0": [5, 9]})
     out, figure = tmp_path / "probes.h5", tmp_path / "figures" / "probes.png"
-    write_probes(study.structures, study.embeddings, out, figure, seed=0, repeats=2)
+    from matteralign.plots.probes import plot_probes
+
+    plot_probes(write_probes(study.structures, study.embeddings, out, seed=0, repeats=2),
+                figure)
     result = read_probes(out)
     assert result.models == study.models
     assert result.control == ["", "", "baseline", "random-init"]
@@ -52,7 +55,7 @@ def test_write_probes_file_and_figure(tmp_path):
 def test_probes_use_the_full_dataset_folds_for_a_masked_model(tmp_path):
     masked = [0, 3, 4, 10, 11]
     study = write_study(tmp_path, n=120, masked={"sevennet-0": masked})
-    result = write_probes(study.structures, study.embeddings, tmp_path / "p.h5", None, seed=2,
+    result = write_probes(study.structures, study.embeddings, tmp_path / "p.h5", seed=2,
                           repeats=3)
     keep = np.ones(120, bool)
     keep[masked] = False
@@ -67,7 +70,7 @@ def test_probes_use_the_full_dataset_folds_for_a_masked_model(tmp_path):
 def test_probe_interval_is_the_corrected_t_of_the_fold_scores(tmp_path):
     """r2_folds are each fold's own R²; the interval is centred on the mean pooled R²."""
     study = write_study(tmp_path, n=100)
-    result = write_probes(study.structures, study.embeddings, tmp_path / "p.h5", None, seed=0,
+    result = write_probes(study.structures, study.embeddings, tmp_path / "p.h5", seed=0,
                           repeats=5)
     j = result.properties.index("atomization_energy")
     x = read_embeddings(study.embeddings[0]).embeddings
@@ -93,9 +96,9 @@ def test_the_transfer_diagonal_is_the_repeated_probe(tmp_path):
     from matteralign.analysis.transfer import write_transfer
 
     study = write_study(tmp_path, n=60, masked={"composition": [0, 7]})
-    probed = write_probes(study.structures, study.embeddings, tmp_path / "p.h5", None, seed=1,
+    probed = write_probes(study.structures, study.embeddings, tmp_path / "p.h5", seed=1,
                           repeats=2)
-    moved = write_transfer(study.structures, study.embeddings, tmp_path / "t.h5", None,
+    moved = write_transfer(study.structures, study.embeddings, tmp_path / "t.h5",
                            prop="homo", seed=1, repeats=2)
     for p, name in enumerate(moved.properties):
         j = probed.properties.index(name)

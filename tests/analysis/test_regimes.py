@@ -92,8 +92,13 @@ def test_write_regimes_round_trip_and_figures(aligned_study, tmp_path) -> None:
     out = tmp_path / "regimes.h5"
     root = aligned_study
     result = write_regimes("molecules", root / "intrinsic_dim.h5",
-                           root / "information_imbalance.h5", root / "cknna.h5", out,
-                           tmp_path / "id.png", tmp_path / "ii.png")
+                           root / "information_imbalance.h5", root / "cknna.h5", out)
+    from matteralign.analysis.regimes import modalities
+    from matteralign.plots.study import plot_ii_plane, plot_intrinsic_dim
+
+    plot_intrinsic_dim(out, tmp_path / "id.png",
+                       modalities=modalities(read_metric(root / "cknna.h5")))
+    plot_ii_plane(out, root / "information_imbalance.h5", tmp_path / "ii.png")
     data = read_regimes(out)
     assert data["models"] == read_metric(aligned_study / "cknna.h5").models
     labels = dict(zip(data["models"], data["regime"], strict=True))

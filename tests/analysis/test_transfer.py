@@ -173,7 +173,10 @@ def test_repeated_cv_interval_is_the_corrected_resampled_t():
 def test_write_transfer_round_trip_intensive_targets_and_default_property(tmp_path):
     study = write_study(tmp_path, n=120, masked={"composition": [1, 2]})
     out, figure = tmp_path / "transfer.h5", tmp_path / "probe_transfer.png"
-    write_transfer(study.structures, study.embeddings, out, figure, seed=0, repeats=2)
+    from matteralign.plots.probes import plot_transfer
+
+    plot_transfer(write_transfer(study.structures, study.embeddings, out, seed=0, repeats=2),
+                  figure)
     result = read_transfer(out)
     assert result.models == study.models and result.r2.shape == (4, 4)
     assert result.attrs["property"] == "atomization_energy"  # qm9's reference energy
@@ -188,12 +191,12 @@ def test_write_transfer_round_trip_intensive_targets_and_default_property(tmp_pa
     assert np.isnan(np.diag(result.alpha_map)).all()
     assert result.r2_from_controls[0] == max(result.r2[0, 2], result.r2[0, 3])
     assert figure.read_bytes()[:4] == b"\x89PNG"
-    homo = write_transfer(study.structures, study.embeddings, tmp_path / "t2.h5", None,
+    homo = write_transfer(study.structures, study.embeddings, tmp_path / "t2.h5",
                           prop="homo", repeats=1)
     assert homo.properties[0] == "homo"
     assert homo.r2[0, 1] == pytest.approx(homo.r2_direct[0], abs=0.01)
     with pytest.raises(ValueError, match=r"--property.*'atomization_energy', 'homo'"):
-        write_transfer(study.structures, study.embeddings, tmp_path / "t3.h5", None,
+        write_transfer(study.structures, study.embeddings, tmp_path / "t3.h5",
                        prop="band_gap")
 
 

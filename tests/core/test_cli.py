@@ -98,8 +98,8 @@ def test_an_existing_output_stops_the_command_before_any_work(tmp_path, capsys, 
 def test_a_card_is_written_into_a_folder_with_a_card_only_with_force(tmp_path):
     """The default folder (cards/{name}) is known only once the card is built: write_card
     itself refuses, before drawing anything."""
-    from matteralign.analysis.card import write_card
     from matteralign.outputs import OutputExistsError
+    from matteralign.plots.card_page import write_card
 
     (tmp_path / "card.json").write_text("an earlier card, edited\n")
     with pytest.raises(OutputExistsError, match="card.json"):

@@ -39,11 +39,10 @@ from matteralign.analysis.evidence import (
     pair_value,
 )
 from matteralign.config import ConfigError, check_analysis_config
-from matteralign.io import atomic_path
 
 __all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "MIXED", "UNTESTABLE", "VERDICTS", "Answers",
            "Claim", "Test", "check_analysis_config", "combine", "describe_pair", "pair_value",
-           "read_config_arg", "study_answers", "write_answers"]
+           "read_config_arg", "study_answers"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,20 +156,3 @@ def study_answers(results: str | os.PathLike[str], config: Mapping[str, Any]) ->
                      for d in data},
     }
     return Answers(claims, settings, missing, provenance(("scipy",)))
-
-
-def write_answers(results: str | os.PathLike[str], config: Mapping[str, Any],
-                  out_html: str | os.PathLike[str], out_json: str | os.PathLike[str] | None = None,
-                  embed_figures: bool = True) -> Answers:
-    """answers.html (and answers.json beside it, the same numbers), both written atomically."""
-    from matteralign.plots.answers_page import render_answers
-
-    answers = study_answers(results, config)
-    out_json = Path(out_json) if out_json else Path(out_html).with_suffix(".json")
-    with atomic_path(out_json) as tmp:
-        tmp.write_text(json.dumps(answers.to_json(), indent=1, ensure_ascii=False))
-    page = render_answers(answers, results=Path(results), html_path=Path(out_html),
-                          embed_figures=embed_figures)
-    with atomic_path(out_html) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return answers

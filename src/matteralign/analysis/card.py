@@ -14,7 +14,6 @@ import os
 import sys
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,7 @@ from matteralign.analysis.preprocess import preprocess
 from matteralign.analysis.study import load_study
 from matteralign.analysis.study_inputs import is_random_init
 from matteralign.errors import InputError
-from matteralign.io import EmbeddingFile, atomic_path, attr_flags
+from matteralign.io import EmbeddingFile, attr_flags
 from matteralign.models.domains import control_of
 from matteralign.provenance import provenance
 
@@ -383,11 +382,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     value = _plain(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -396,24 +395,3 @@ def _json_safe(value: Any) -> Any:
 
 #: the files of a card, in its output folder
 CARD_FILES = ("card.json", "card.png", "card.html")
-
-
-def write_card(card: dict[str, Any], out: str | os.PathLike[str], force: bool = False
-               ) -> dict[str, Path]:
-    """``card.png``, ``card.html`` and last ``card.json`` in ``out``, each written atomically
-    (a card.json is only there when the whole card was); existing ones are replaced only with
-    ``force`` (:class:`~matteralign.outputs.OutputExistsError` names them otherwise)."""
-    from matteralign.outputs import refuse_existing
-    from matteralign.plots.card import plot_card
-    from matteralign.plots.card_page import render_card_html
-
-    folder = Path(out)
-    paths = {name.split(".")[1]: folder / name for name in CARD_FILES}  # json, png, html
-    refuse_existing((("--out", path) for path in paths.values()), force)
-    folder.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_json_safe(card), indent=1, allow_nan=False) + "\n"
-    plot_card(card, paths["png"])
-    render_card_html(card, paths["png"], paths["html"])
-    with atomic_path(paths["json"]) as tmp:
-        Path(tmp).write_text(text)
-    return paths

@@ -193,10 +193,10 @@ def _performance(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, obje
 
 def write_convergence(performance_path: str | os.PathLike[str],
                       metric_path: str | os.PathLike[str], out: str | os.PathLike[str],
-                      figure: str | os.PathLike[str] | None = None,
                       reference: str | None = None, seed: int = 0,
                       n_boot: int = 1000) -> Convergence:
-    """convergence.h5 (layout in STUDY_SPEC / docs/formats.md) and its figure.
+    """convergence.h5 (layout in STUDY_SPEC / docs/formats.md); its figure is
+    :func:`~matteralign.plots.study.plot_convergence`.
 
     The performance measure is ``energy_mae`` when any model of the grid has it finite, else
     ``probe_mae``. With fewer than 3 such models the file is still written, with NaN ρ and a
@@ -250,10 +250,6 @@ def write_convergence(performance_path: str | os.PathLike[str],
         handle.create_dataset("mean_alignment", data=result.mean_alignment)
         handle.create_dataset("local_optimum", data=result.local_optimum)
         set_attrs(handle, attrs)
-    if figure is not None:
-        from matteralign.plots.study import plot_convergence
-
-        plot_convergence(out, figure)
     return result
 
 

@@ -184,20 +184,17 @@ def best_control(r2: np.ndarray, hi: np.ndarray,
 
 def write_probes(structures_path: str | os.PathLike[str],
                  embedding_paths: Sequence[str | os.PathLike[str]],
-                 out: str | os.PathLike[str], figure: str | os.PathLike[str] | None,
+                 out: str | os.PathLike[str],
                  seed: int = 0, folds: int = DEFAULT_FOLDS,
                  alphas: np.ndarray = DEFAULT_ALPHAS,
                  repeats: int = DEFAULT_REPEATS) -> Probes:
-    """Compute :func:`probes` from the files; write ``probes.h5`` and the R² heatmap."""
-    from matteralign.plots.probes import plot_probes
-
+    """Compute :func:`probes` from the files and write ``probes.h5`` (its R² heatmap is
+    :func:`~matteralign.plots.probes.plot_probes`)."""
     result = probes(load_inputs(structures_path, embedding_paths), seed, folds, alphas,
                     repeats)
     write_columns(out, {name: getattr(result, name) for name in Probes.TEXT},
                   {name: getattr(result, name) for name in Probes.ARRAYS},
                   {**result.attrs, **provenance(("scipy",))})
-    if figure is not None:
-        plot_probes(result, figure)
     return result
 
 

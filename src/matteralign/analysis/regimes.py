@@ -143,10 +143,10 @@ def read_domains(value: str | None) -> dict[str, list[str]] | None:
 
 def write_regimes(dataset_kind: str, intrinsic_dim_path: str | os.PathLike[str],
                   ii_path: str | os.PathLike[str], metric_path: str | os.PathLike[str],
-                  out: str | os.PathLike[str], figure_id: str | os.PathLike[str] | None = None,
-                  figure_ii: str | os.PathLike[str] | None = None,
+                  out: str | os.PathLike[str],
                   domains_overrides: Mapping[str, Sequence[str]] | None = None) -> Regimes:
-    """regimes.h5 (layout in STUDY_SPEC / docs/formats.md) and its two figures."""
+    """regimes.h5 (layout in STUDY_SPEC / docs/formats.md); its figures are
+    :func:`~matteralign.plots.study.plot_intrinsic_dim` and ``plot_ii_plane``."""
     alignment = read_metric(metric_path)
     if alignment.matrix is None:
         raise InputError(f"{metric_path}: --metric-file needs a pairwise metric (cknna.h5)")
@@ -173,16 +173,10 @@ def write_regimes(dataset_kind: str, intrinsic_dim_path: str | os.PathLike[str],
         handle.create_dataset("intrinsic_dim_ci_low", data=result.intrinsic_dim_ci_low)
         handle.create_dataset("intrinsic_dim_ci_high", data=result.intrinsic_dim_ci_high)
         set_attrs(handle, attrs)
-    from matteralign.plots.study import plot_ii_plane, plot_intrinsic_dim
-
-    if figure_id is not None:
-        plot_intrinsic_dim(out, figure_id, modalities=_modalities(alignment))
-    if figure_ii is not None:
-        plot_ii_plane(out, ii_path, figure_ii)
     return result
 
 
-def _modalities(metric: MetricFile) -> dict[str, str]:
+def modalities(metric: MetricFile) -> dict[str, str]:
     return dict(zip(metric.models, metric.attrs.get("modalities", [""] * len(metric.models)),
                     strict=False))
 

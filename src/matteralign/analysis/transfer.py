@@ -343,21 +343,18 @@ def transfer(inputs: StudyInputs, prop: str | None, seed: int, folds: int = DEFA
 
 def write_transfer(structures_path: str | os.PathLike[str],
                    embedding_paths: Sequence[str | os.PathLike[str]],
-                   out: str | os.PathLike[str], figure: str | os.PathLike[str] | None,
+                   out: str | os.PathLike[str],
                    prop: str | None = None, seed: int = 0, folds: int = DEFAULT_FOLDS,
                    repeats: int = DEFAULT_REPEATS,
                    alphas: np.ndarray = DEFAULT_ALPHAS) -> Transfer:
-    """Compute :func:`transfer` from the files; write ``transfer.h5`` and its figure."""
-    from matteralign.plots.probes import plot_transfer
-
+    """Compute :func:`transfer` from the files and write ``transfer.h5`` (its figure is
+    :func:`~matteralign.plots.probes.plot_transfer`)."""
     result = transfer(load_inputs(structures_path, embedding_paths), prop, seed, folds,
                       repeats, alphas)
     write_columns(out, {name: getattr(result, name) for name in Transfer.TEXT},
                   {**{name: getattr(result, name) for name in Transfer.ARRAYS},
                    **result.stacks},
                   {**result.attrs, **provenance(("scipy",))})
-    if figure is not None:
-        plot_transfer(result, figure)
     return result
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from matteralign.io import atomic_path
 
 if TYPE_CHECKING:
     from matteralign.analysis.answers import Answers, Claim, Test
@@ -151,3 +155,20 @@ def render_answers(answers: Answers, results: Path, html_path: Path,
         f"<hr><p class='rule'>matteralign {_e(prov.get('matteralign_version', ''))}, commit "
         f"{_e(prov.get('git_commit', ''))}, {_e(prov.get('created', ''))}; the same numbers "
         "are in answers.json.</p></body></html>")
+
+
+def write_answers(results: str | os.PathLike[str], config: Mapping[str, Any],
+                  out_html: str | os.PathLike[str], out_json: str | os.PathLike[str] | None = None,
+                  embed_figures: bool = True) -> Answers:
+    """answers.html (and answers.json beside it, the same numbers), both written atomically."""
+    from matteralign.analysis.answers import study_answers
+
+    answers = study_answers(results, config)
+    out_json = Path(out_json) if out_json else Path(out_html).with_suffix(".json")
+    with atomic_path(out_json) as tmp:
+        tmp.write_text(json.dumps(answers.to_json(), indent=1, ensure_ascii=False))
+    page = render_answers(answers, results=Path(results), html_path=Path(out_html),
+                          embed_figures=embed_figures)
+    with atomic_path(out_html) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return answers

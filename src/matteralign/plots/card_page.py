@@ -210,3 +210,24 @@ def render_card_html(card: Mapping[str, Any], png_path: str | os.PathLike[str],
     text = card_html(card, png_path, html_path, embed)
     with atomic_path(Path(html_path)) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_card(card: dict[str, Any], out: str | os.PathLike[str], force: bool = False
+               ) -> dict[str, Path]:
+    """``card.png``, ``card.html`` and last ``card.json`` in ``out``, each written atomically
+    (a card.json is only there when the whole card was); existing ones are replaced only with
+    ``force`` (:class:`~matteralign.outputs.OutputExistsError` names them otherwise)."""
+    from matteralign.analysis.card import CARD_FILES, json_safe
+    from matteralign.outputs import refuse_existing
+    from matteralign.plots.card import plot_card
+
+    folder = Path(out)
+    paths = {name.split(".")[1]: folder / name for name in CARD_FILES}  # json, png, html
+    refuse_existing((("--out", path) for path in paths.values()), force)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(json_safe(card), indent=1, allow_nan=False) + "\n"
+    plot_card(card, paths["png"])
+    render_card_html(card, paths["png"], paths["html"])
+    with atomic_path(paths["json"]) as tmp:
+        Path(tmp).write_text(text)
+    return paths
