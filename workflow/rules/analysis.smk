@@ -157,6 +157,9 @@ rule transfer:
     params:
         prop=transfer_property_arg,
         seed=config["seed"],
+    # the longest analysis job: started as soon as its embeddings exist, beside the ladder's
+    # training, rather than last on the critical path
+    priority: 50
     log:
         f"{LOGS}/analysis/{{dataset}}/transfer.log",
     benchmark:

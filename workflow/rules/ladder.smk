@@ -50,6 +50,8 @@ rule train_model:
         python=shlex.quote(str(ENV_PREFIX / "ani" / "bin" / "python")) if LOCAL_ENVS else "python",
         training=LADDER_TRAINING,
         device=DEVICE,
+    # QM9's align waits for every rung: train them before the other datasets' embeddings
+    priority: 30
     log:
         f"{LOGS}/ladder/{{rung}}.log",
     benchmark:

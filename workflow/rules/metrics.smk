@@ -17,6 +17,8 @@ rule align:
         permutations=config["metrics"]["permutations"],
         seed=config["seed"],
         device="" if DEVICE == "cpu" else f"--device {DEVICE}",
+    # on the critical path (its inputs include the ladder's rungs): first when ready
+    priority: 40
     log:
         f"{LOGS}/align/{{dataset}}.log",
     benchmark:
