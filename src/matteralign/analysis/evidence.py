@@ -391,12 +391,20 @@ def group_ceiling(metric: MetricFile, group: str, members: Sequence[str],
     pairs = pairs_between(present, present)
     if not pairs:
         return None
-    value = float(np.mean([pair_value(metric, a, b).raw for a, b in pairs]))
-    reps = [pair_replicates(metric, a, b) for a, b in pairs]
-    stacked = np.mean(np.stack(reps), axis=0) if all(r is not None for r in reps) else None
+    value, stacked = mean_over_pairs(metric, pairs)
     low, high = (paired_interval(value, stacked, ci) if stacked is not None
                  else (math.nan, math.nan))
     return Ceiling(group, len(pairs), value, low, high, tuple(present), stacked)
+
+
+def mean_over_pairs(metric: MetricFile, pairs: Sequence[tuple[str, str]]
+                    ) -> tuple[float, np.ndarray | None]:
+    """The mean raw value over ``pairs`` and its half-sample replicates (None without them),
+    so that a difference of two such means gets a paired interval."""
+    value = float(np.mean([pair_value(metric, a, b).raw for a, b in pairs]))
+    reps = [pair_replicates(metric, a, b) for a, b in pairs]
+    stacked = np.mean(np.stack(reps), axis=0) if all(r is not None for r in reps) else None
+    return value, stacked
 
 
 def noise_ceiling(metric: MetricFile, ci: float = 0.95) -> Ceiling | None:

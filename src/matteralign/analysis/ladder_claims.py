@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from matteralign.analysis.evidence import (
     AGREES,
     ALPHA,
@@ -23,8 +21,8 @@ from matteralign.analysis.evidence import (
     Test,
     figure_path,
     group_ceiling,
+    mean_over_pairs,
     num,
-    pair_replicates,
     pair_value,
 )
 from matteralign.analysis.ladder import Ladder
@@ -50,7 +48,8 @@ def size_ceilings(metric: MetricFile, ladder: Ladder) -> dict[int, Ceiling]:
             sizes.setdefault(int(ladder.value(name, "size")), []).append(name)
     out = {}
     for size, names in sorted(sizes.items()):
-        ceiling = group_ceiling(metric, f"ani-qm9-n{size}", names)
+        group = parse_rung_name(names[0]).group  # type: ignore[union-attr]
+        ceiling = group_ceiling(metric, group, names)
         if ceiling is not None:
             out[size] = ceiling
     return out
@@ -74,14 +73,8 @@ def shared_initialisation(metric: MetricFile, ladder: Ladder) -> dict[str, Any] 
     other = [(small[a], large[b]) for a in small for b in large if a != b]
     if not same or not other:
         return None
-
-    def mean(pairs: list[tuple[str, str]]) -> tuple[float, np.ndarray | None]:
-        value = float(np.mean([pair_value(metric, a, b).raw for a, b in pairs]))
-        reps = [pair_replicates(metric, a, b) for a, b in pairs]
-        stacked = np.mean(np.stack(reps), axis=0) if all(r is not None for r in reps) else None
-        return value, stacked
-
-    (v_same, r_same), (v_other, r_other) = mean(same), mean(other)
+    (v_same, r_same), (v_other, r_other) = (mean_over_pairs(metric, same),
+                                            mean_over_pairs(metric, other))
     diff = v_same - v_other
     low, high = (paired_interval(diff, r_same - r_other) if r_same is not None
                  and r_other is not None else (float("nan"), float("nan")))
